@@ -1,0 +1,23 @@
+//! Dream.OS: a scriptable automation runtime. One binary, `dreamos`, hosts Lua 5.4 scripts.
+//!
+//! How the pieces fit (read top to bottom):
+//! - [`config`]: `dreamos.toml` types, defaults, validation with `file:line` errors, env overrides.
+//! - [`runtime`]: the script host — Lua state creation, sandbox and limits, module loader,
+//!   the async driver that runs every script as a coroutine on tokio.
+//! - [`lua`]: the Lua-facing layer, one file per `dreamos.<name>` module; thin bindings only.
+//! - [`logging`]: tracing setup, rotating JSON-lines files, gzip archival and retention.
+//! - [`store`]: persistence behind traits; SQLite (WAL, group commit) is the embedded default.
+//! - [`bus`]: the durable message bus (plain Rust, no mlua).
+//! - [`tasks`]: the task store and its state machine (plain Rust, no mlua).
+//! - [`cli`]: one file per subcommand family; `main.rs` only parses and dispatches.
+//! - [`units`]: durations and byte sizes as users write them.
+
+pub mod bus;
+pub mod cli;
+pub mod config;
+pub mod logging;
+pub mod lua;
+pub mod runtime;
+pub mod store;
+pub mod tasks;
+pub mod units;
