@@ -1,1 +1,255 @@
-//! (being written)
+//! Persistence behind traits.
+//!
+//! Domain code (the bus, tasks, schedules) never writes SQL itself: it calls a trait defined
+//! here, and a backend implements the trait. [`sqlite`] is the embedded default (one file,
+//! WAL mode, no setup); a PostgreSQL backend will implement the same traits for several nodes
+//! sharing one swarm, with the same migration numbering.
+//!
+//! - [`BusStore`]: durable queue state, history and dead letters of the message bus.
+//! - [`KvStore`]: small durable key/value state per namespace (a script's `dreamos.kv`).
+//! - [`StoreError`]: every failure says what was being done and in which database.
+//!
+//! The traits return boxed futures (rather than `async fn`) so that callers can hold an
+//! `Arc<dyn BusStore>` without knowing the backend.
+//!
+//! Time is always passed in by the caller as milliseconds since the Unix epoch ([`Millis`]):
+//! the bus owns the clock (tokio time, so tests can pause it), the store only records.
+
+pub mod bus_types;
+pub mod sqlite;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+
+pub use bus_types::*;
+pub use sqlite::SqliteStore;
+
+/// Milliseconds since the Unix epoch, as stored in every timestamp column.
+pub type Millis = i64;
+
+/// Opens (creating if needed) the embedded SQLite database at `path`: parent directories,
+/// WAL mode, the group-commit writer thread and every pending migration. Fast enough to call
+/// when a command first needs storage; callers decide when that is.
+pub async fn open_sqlite(path: &Path) -> Result<Arc<SqliteStore>, StoreError> {
+    SqliteStore::open(path).await.map(Arc::new)
+}
+
+/// What went wrong in the store, and where.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create directory {} for the database: {source}", path.display())]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open database {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("database {}: migration {version} ({name}) failed: {source}", path.display())]
+    Migration {
+        path: PathBuf,
+        version: i64,
+        name: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error(
+        "database {} has schema version {found}, but this dreamos only knows up to {known}: \
+         upgrade dreamos or point it at another database",
+        path.display()
+    )]
+    SchemaTooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("{what} failed in database {}: {source}", path.display())]
+    Sql {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The commit of a group failed: nothing any job of that group wrote was saved.
+    #[error("commit to database {} failed, so this write was not saved: {message}", path.display())]
+    Commit { path: PathBuf, message: String },
+    #[error("a database job panicked in {}: {message}", path.display())]
+    JobPanicked { path: PathBuf, message: String },
+    #[error("the database writer for {} has stopped; reopen the store", path.display())]
+    WriterStopped { path: PathBuf },
+    #[error("{what} in database {}: stored data is unreadable: {detail}", path.display())]
+    Corrupt {
+        what: &'static str,
+        path: PathBuf,
+        detail: String,
+    },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StoreError {
+    /// Wraps a SQL error with what was being done; the store fills in the database path
+    /// when the error leaves it (jobs do not know the path).
+    pub fn sql(what: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+        move |source| StoreError::Sql {
+            what,
+            path: PathBuf::new(),
+            source,
+        }
+    }
+
+    /// A stored value that does not decode (bad JSON, unknown status name, ...).
+    pub fn corrupt(what: &'static str, detail: impl std::fmt::Display) -> StoreError {
+        StoreError::Corrupt {
+            what,
+            path: PathBuf::new(),
+            detail: detail.to_string(),
+        }
+    }
+
+    /// Sets the database path on errors built inside jobs, which leave it empty.
+    pub(crate) fn at(mut self, db: &Path) -> StoreError {
+        match &mut self {
+            StoreError::Sql { path, .. } | StoreError::Corrupt { path, .. }
+                if path.as_os_str().is_empty() =>
+            {
+                *path = db.to_path_buf();
+            }
+            _ => {}
+        }
+        self
+    }
+}
+
+/// Durable state of the message bus. Every method is one atomic step: it either happens
+/// completely (and is committed before the future resolves) or not at all.
+///
+/// Semantics the bus relies on:
+/// - `enqueue` stores all messages or none, and returns their ids in order. Ids increase
+///   with insertion, which is what FIFO means within a channel and priority.
+/// - `claim` hands out up to `max` visible messages of one channel, highest priority first
+///   (lowest [`Priority`] number), then lowest id. A message is visible when it is `queued`
+///   and its backoff has passed, or `delivered` and its visibility deadline has passed (its
+///   consumer died): that redelivers it. Each delivery counts one attempt. Messages whose
+///   ttl passed become `expired`; messages out of attempts become `dead`.
+/// - `ack`/`nack` only apply to the current attempt of a `delivered` message; anything else
+///   reports [`SettleOutcome::Stale`] and changes nothing.
+/// - pruning never removes a message that is not final and acked or expired.
+pub trait BusStore: Send + Sync + 'static {
+    /// Stores new messages (all or none) and returns their ids.
+    fn enqueue(
+        &self,
+        messages: Vec<NewMessage>,
+    ) -> BoxFuture<'_, Result<Vec<MessageId>, StoreError>>;
+
+    /// Claims up to `max` visible messages of `channel`, each under a visibility deadline of
+    /// `now + visibility_ms`.
+    fn claim(
+        &self,
+        channel: &str,
+        max: usize,
+        now: Millis,
+        visibility_ms: i64,
+    ) -> BoxFuture<'_, Result<Claimed, StoreError>>;
+
+    /// Acknowledges deliveries (one result per input, same order).
+    fn ack(
+        &self,
+        deliveries: Vec<DeliveryRef>,
+        now: Millis,
+    ) -> BoxFuture<'_, Result<Vec<SettleOutcome>, StoreError>>;
+
+    /// Rejects one delivery. `retry_at = Some(t)`: queue it again, visible from `t`, unless
+    /// it is out of attempts (then `dead`). `None`: it will never succeed, mark it `failed`.
+    fn nack(
+        &self,
+        delivery: DeliveryRef,
+        error: String,
+        retry_at: Option<Millis>,
+        now: Millis,
+    ) -> BoxFuture<'_, Result<SettleOutcome, StoreError>>;
+
+    /// Moves the visibility deadline of a current delivery (a consumer that needs longer).
+    fn extend(
+        &self,
+        delivery: DeliveryRef,
+        deadline: Millis,
+    ) -> BoxFuture<'_, Result<SettleOutcome, StoreError>>;
+
+    /// Current status of each id that exists.
+    fn statuses(
+        &self,
+        ids: Vec<MessageId>,
+    ) -> BoxFuture<'_, Result<Vec<(MessageId, MessageStatus)>, StoreError>>;
+
+    /// Remembers an agent inbox channel (`agent:<name>`) so `broadcast` reaches it.
+    fn register_inbox(&self, channel: String, now: Millis)
+        -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Every known agent inbox channel, sorted.
+    fn inboxes(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>>;
+
+    /// History records matching `query`, see [`HistoryQuery`] for order and paging.
+    fn history(&self, query: HistoryQuery)
+        -> BoxFuture<'_, Result<Vec<HistoryRecord>, StoreError>>;
+
+    /// Dead letters (`failed` and `dead`), oldest first.
+    fn dead_letters(&self, limit: usize) -> BoxFuture<'_, Result<Vec<HistoryRecord>, StoreError>>;
+
+    /// Queues dead letters again with fresh attempts: one id, or all when `id` is `None`.
+    /// Returns the ids requeued, with the channel of each.
+    fn retry_dead(
+        &self,
+        id: Option<MessageId>,
+        now: Millis,
+    ) -> BoxFuture<'_, Result<Vec<(MessageId, String)>, StoreError>>;
+
+    /// Deletes every dead letter; returns how many.
+    fn purge_dead(&self) -> BoxFuture<'_, Result<u64, StoreError>>;
+
+    /// Queue depths and totals.
+    fn stats(&self) -> BoxFuture<'_, Result<BusStats, StoreError>>;
+
+    /// Marks queued messages whose ttl passed as `expired`, then deletes final messages
+    /// (`acked`, `expired`) created before `older_than` and beyond the newest `keep_count`.
+    /// Returns (expired, deleted).
+    fn prune(
+        &self,
+        now: Millis,
+        older_than: Millis,
+        keep_count: u64,
+    ) -> BoxFuture<'_, Result<(u64, u64), StoreError>>;
+}
+
+/// Small durable key/value state, one namespace per script or agent. Values are JSON.
+pub trait KvStore: Send + Sync + 'static {
+    fn kv_get<'a>(
+        &'a self,
+        ns: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<serde_json::Value>, StoreError>>;
+
+    fn kv_set<'a>(
+        &'a self,
+        ns: &'a str,
+        key: &'a str,
+        value: serde_json::Value,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Returns whether the key existed.
+    fn kv_delete<'a>(
+        &'a self,
+        ns: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+}
