@@ -1,1 +1,96 @@
-//! (being written)
+//! The command line: one file per subcommand family, one enum that routes.
+//!
+//! `main.rs` parses [`Cli`] and calls [`dispatch`]; every command returns the process exit
+//! status. Errors are printed once, here, as `error: ...`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+pub mod init;
+pub mod repl;
+pub mod run;
+
+/// Dream.OS: a scriptable automation runtime for Lua 5.4 agents, schedules and clients.
+#[derive(Debug, Parser)]
+#[command(name = "dreamos", version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file (default: $DREAMOS_CONFIG, then ./dreamos.toml, then built-in).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a Lua script (or -e CODE); the script's arguments follow its path.
+    Run(run::RunArgs),
+    /// Check scripts for syntax errors without running them.
+    Check {
+        /// Lua files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Interactive Lua prompt with the dreamos modules loaded.
+    Repl(crate::cli::run::ReplArgs),
+    /// Write .luarc.json and the API stubs so lua-language-server completes the dreamos API.
+    Init {
+        /// Project directory (default: the current directory).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Print the effective configuration (file, defaults and DREAMOS_* overrides) as TOML.
+    Config,
+}
+
+/// Runs the parsed command and returns the exit status.
+pub fn dispatch(cli: Cli) -> ExitCode {
+    let config = match Config::discover(cli.config.as_deref()) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        Command::Run(args) => run::run(config, args),
+        Command::Check { files } => run::check(&config, &files),
+        Command::Repl(args) => run::repl(config, args),
+        Command::Init { dir } => init::init(&dir),
+        Command::Config => print_config(&config),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn print_config(config: &Config) -> anyhow::Result<ExitCode> {
+    print!("{}", toml::to_string(config)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Starts logging as configured. Called by commands that run scripts; cheap, because the
+/// log file opens on its first line.
+pub fn init_logging(config: &Config) -> anyhow::Result<crate::logging::LogGuard> {
+    let log = &config.log;
+    let settings = crate::logging::LogSettings {
+        level: log.level.clone(),
+        file_level: log.file_level.clone(),
+        dir: (!log.dir.as_os_str().is_empty()).then(|| config.resolve(&log.dir)),
+        max_size: log.max_size,
+        keep: log.keep,
+        archive_after: log.archive_after,
+        delete_after: log.delete_after,
+        console: log.console.parse().map_err(anyhow::Error::msg)?,
+    };
+    crate::logging::init(&settings)
+}

@@ -1,1 +1,436 @@
-//! (being written)
+//! `dreamos.toml`: the configuration types, their defaults, validation and environment
+//! overrides.
+//!
+//! Where the file comes from, first match wins: `--config PATH`, `$DREAMOS_CONFIG`,
+//! `./dreamos.toml`, else the built-in defaults (which equal the shipped `dreamos.toml`).
+//!
+//! Every section denies unknown keys, so a typo is an error that names the file, the line,
+//! the key and the nearest valid key, rather than a setting silently ignored. After the file
+//! is read, `DREAMOS_<SECTION>_<KEY>` environment variables override single values
+//! (`DREAMOS_SANDBOX_MEMORY_LIMIT=128MiB`); a bad override names the variable.
+//!
+//! Secrets never live in this file: keys ending in `_env` name the environment variable that
+//! holds the secret, and the value is read only when a client needs it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::units;
+
+mod errors;
+pub use errors::did_you_mean;
+mod overrides;
+
+pub use errors::ConfigError;
+
+/// The whole configuration. One field per `[section]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Paths and process-wide settings.
+    pub runtime: RuntimeConfig,
+    /// Limits and grants every script runs under, with per-script overrides.
+    pub sandbox: SandboxConfig,
+    /// Console and file logging.
+    pub log: LogConfig,
+    /// The embedded store (SQLite) or a shared one (PostgreSQL).
+    pub store: StoreConfig,
+    /// Defaults for `dreamos.http`.
+    pub http: HttpConfig,
+    /// The interactive REPL.
+    pub repl: ReplConfig,
+    /// Where the configuration was read from; `None` for the built-in defaults. Relative
+    /// paths in the file resolve against its directory (see [`Config::resolve`]).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Durable state: the store, kv, exports.
+    pub data_dir: PathBuf,
+    /// Directories searched by `require` and by `dreamos run NAME` (without `.lua`).
+    pub script_paths: Vec<PathBuf>,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: "data".into(),
+            script_paths: vec!["scripts".into(), ".".into()],
+        }
+    }
+}
+
+/// Limits and grants. The top-level values apply to every script; `[sandbox.scripts."PATH"]`
+/// tables override them for one script (matched by the path as written in the config).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxConfig {
+    #[serde(deserialize_with = "de_bytes")]
+    pub memory_limit: u64,
+    /// Lua VM instructions a script may run between two suspensions (a sleep, an I/O wait).
+    pub instruction_limit: u64,
+    /// Wall-clock limit for `dreamos run`; "0" means none.
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub timeout: Duration,
+    /// Capabilities: `fs:<dir>`, `net:<host>`, `net:*`, `exec`, `env:<VAR>`.
+    pub allow: Vec<String>,
+    pub scripts: BTreeMap<String, ScriptOverride>,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            memory_limit: 256 * 1024 * 1024,
+            instruction_limit: 1_000_000_000,
+            timeout: Duration::ZERO,
+            allow: vec!["fs:data/".into()],
+            scripts: BTreeMap::new(),
+        }
+    }
+}
+
+/// A per-script override: only the keys present replace the defaults; `allow` adds grants.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScriptOverride {
+    #[serde(deserialize_with = "de_opt_bytes")]
+    pub memory_limit: Option<u64>,
+    pub instruction_limit: Option<u64>,
+    #[serde(deserialize_with = "de_opt_duration", serialize_with = "ser_opt_duration")]
+    pub timeout: Option<Duration>,
+    pub allow: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Console filter: a level, or `level,target=level,...`.
+    pub level: String,
+    /// Filter for the JSON-lines file.
+    pub file_level: String,
+    /// `pretty`, `compact` or `off`.
+    pub console: String,
+    /// Directory of the JSON-lines files; empty disables file logging.
+    pub dir: PathBuf,
+    #[serde(deserialize_with = "de_bytes")]
+    pub max_size: u64,
+    pub keep: usize,
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub archive_after: Duration,
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub delete_after: Duration,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            file_level: "info,dreamos=debug".into(),
+            console: "pretty".into(),
+            dir: "logs".into(),
+            max_size: 10 * 1024 * 1024,
+            keep: 5,
+            archive_after: Duration::from_secs(7 * 86_400),
+            delete_after: Duration::from_secs(30 * 86_400),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite` (embedded, default) or `postgres`.
+    pub backend: String,
+    /// SQLite database file; relative to the configuration's directory.
+    pub path: PathBuf,
+    /// Name of the environment variable holding the PostgreSQL URL.
+    pub url_env: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            backend: "sqlite".into(),
+            path: "data/dreamos.db".into(),
+            url_env: "DREAMOS_DATABASE_URL".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub timeout: Duration,
+    pub user_agent: String,
+    /// Largest response body `dreamos.http` reads into memory.
+    #[serde(deserialize_with = "de_bytes")]
+    pub max_body: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+            user_agent: format!("dreamos/{}", env!("CARGO_PKG_VERSION")),
+            max_body: 64 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplConfig {
+    /// History file; empty uses `$HOME/.dreamos_history`.
+    pub history_file: PathBuf,
+    pub history_size: usize,
+}
+
+impl Default for ReplConfig {
+    fn default() -> Self {
+        Self {
+            history_file: PathBuf::new(),
+            history_size: 1000,
+        }
+    }
+}
+
+/// The effective limits and grants for one script, after per-script overrides.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    pub memory_limit: u64,
+    pub instruction_limit: u64,
+    pub timeout: Duration,
+    pub allow: Vec<String>,
+}
+
+impl Config {
+    /// Finds and loads the configuration: `explicit` (from `--config`), then
+    /// `$DREAMOS_CONFIG`, then `./dreamos.toml`, else defaults. Environment overrides apply
+    /// in every case.
+    pub fn discover(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        let env_path = std::env::var_os("DREAMOS_CONFIG").map(PathBuf::from);
+        let path = match (explicit, env_path) {
+            (Some(p), _) => Some(p.to_path_buf()),
+            (None, Some(p)) if !p.as_os_str().is_empty() => Some(p),
+            _ => {
+                let local = PathBuf::from("dreamos.toml");
+                local.is_file().then_some(local)
+            }
+        };
+        let text = match &path {
+            Some(path) => std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+                path: path.clone(),
+                message: e.to_string(),
+            })?,
+            None => String::new(),
+        };
+        let origin = path.clone().unwrap_or_else(|| PathBuf::from("(defaults)"));
+        let mut config = Config::parse_with_env(&text, &origin, std::env::vars())?;
+        config.source = path;
+        Ok(config)
+    }
+
+    /// Reads one file, without environment overrides; errors name the file and line.
+    pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let mut config = Config::parse(&text, path)?;
+        config.source = Some(path.to_path_buf());
+        Ok(config)
+    }
+
+    /// Parses configuration text; `origin` is only used in error messages.
+    pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        Config::parse_with_env(text, origin, std::iter::empty())
+    }
+
+    /// Parses configuration text, then applies `DREAMOS_<SECTION>_<KEY>` overrides from
+    /// `vars`. File errors are reported first, with their line; override errors name the
+    /// variable.
+    pub fn parse_with_env(
+        text: &str,
+        origin: &Path,
+        vars: impl Iterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let config: Config =
+            toml::from_str(text).map_err(|e| errors::from_toml(&e, text, origin))?;
+        let found = overrides::collect(vars);
+        if found.is_empty() {
+            config.validate(&origin.display().to_string())?;
+            return Ok(config);
+        }
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| errors::from_toml(&e, text, origin))?;
+        overrides::apply(&mut table, &found, false);
+        let config = match toml::Value::Table(table.clone()).try_into::<Config>() {
+            Ok(c) => c,
+            // `DREAMOS_HTTP_USER_AGENT=5` parses as a number; retry with every value a string.
+            Err(first) => {
+                overrides::apply(&mut table, &found, true);
+                toml::Value::Table(table).try_into::<Config>().map_err(|_| overrides::error(&first, &found))?
+            }
+        };
+        config.validate("environment")?;
+        Ok(config)
+    }
+
+    fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            origin: origin.to_string(),
+            key: key.to_string(),
+            message,
+        };
+        if !matches!(self.log.console.as_str(), "pretty" | "compact" | "off") {
+            return Err(invalid(
+                "log.console",
+                format!("'{}' is not one of pretty, compact, off", self.log.console),
+            ));
+        }
+        if !matches!(self.store.backend.as_str(), "sqlite" | "postgres") {
+            return Err(invalid(
+                "store.backend",
+                format!("'{}' is not one of sqlite, postgres", self.store.backend),
+            ));
+        }
+        let grants = self.sandbox.allow.iter().map(|g| ("sandbox.allow", g));
+        let script_grants = self
+            .sandbox
+            .scripts
+            .values()
+            .flat_map(|o| o.allow.iter().map(|g| ("sandbox.scripts.*.allow", g)));
+        for (key, grant) in grants.chain(script_grants) {
+            crate::runtime::Grant::parse(grant).map_err(|m| invalid(key, m))?;
+        }
+        Ok(())
+    }
+
+    /// The directory relative paths in the configuration resolve against.
+    pub fn base_dir(&self) -> PathBuf {
+        match self.source.as_ref().and_then(|p| p.parent()) {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+
+    /// Resolves a path from the configuration against [`Config::base_dir`].
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base_dir().join(path)
+        }
+    }
+
+    /// The limits for `script` (a path as the user gave it), with overrides applied.
+    pub fn limits_for(&self, script: Option<&str>) -> Limits {
+        let s = &self.sandbox;
+        let mut limits = Limits {
+            memory_limit: s.memory_limit,
+            instruction_limit: s.instruction_limit,
+            timeout: s.timeout,
+            allow: s.allow.clone(),
+        };
+        let normalized = script.map(|p| p.trim_start_matches("./"));
+        if let Some(o) = normalized.and_then(|p| s.scripts.get(p)) {
+            limits.memory_limit = o.memory_limit.unwrap_or(limits.memory_limit);
+            limits.instruction_limit = o.instruction_limit.unwrap_or(limits.instruction_limit);
+            limits.timeout = o.timeout.unwrap_or(limits.timeout);
+            limits.allow.extend(o.allow.iter().cloned());
+        }
+        limits
+    }
+}
+
+/// Durations are shown to Lua and in `--print-config` as seconds.
+fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+fn ser_opt_duration<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_f64(d.as_secs_f64()),
+        None => s.serialize_none(),
+    }
+}
+
+/// Accepts `"64MiB"` or a plain integer of bytes.
+fn de_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    d.deserialize_any(UnitVisitor::Bytes)
+}
+
+fn de_opt_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    de_bytes(d).map(Some)
+}
+
+/// Accepts `"1h30m"`, `"250ms"` or a number of seconds.
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    d.deserialize_any(UnitVisitor::Duration)
+        .map(|ms| Duration::from_micros(ms))
+}
+
+fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    de_duration(d).map(Some)
+}
+
+/// One visitor for both unit kinds, so a wrong type (a boolean, a table) gets a message
+/// saying what is accepted. Durations come out in microseconds.
+#[derive(Clone, Copy)]
+enum UnitVisitor {
+    Bytes,
+    Duration,
+}
+
+impl<'de> serde::de::Visitor<'de> for UnitVisitor {
+    type Value = u64;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            UnitVisitor::Bytes => f.write_str("a size such as \"64MiB\" or a number of bytes"),
+            UnitVisitor::Duration => {
+                f.write_str("a duration such as \"30s\", \"1h30m\" or a number of seconds")
+            }
+        }
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<u64, E> {
+        if v < 0 {
+            return Err(E::custom(format!("{v} is negative")));
+        }
+        self.visit_f64(v as f64)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u64, E> {
+        self.visit_f64(v as f64)
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<u64, E> {
+        match self {
+            UnitVisitor::Bytes if v.fract() == 0.0 && v >= 0.0 => Ok(v as u64),
+            UnitVisitor::Bytes => Err(E::custom(format!("{v} is not a whole number of bytes"))),
+            UnitVisitor::Duration => units::seconds(v)
+                .map(|d| d.as_micros() as u64)
+                .ok_or_else(|| E::custom(format!("{v} is not a valid number of seconds"))),
+        }
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<u64, E> {
+        match self {
+            UnitVisitor::Bytes => units::parse_bytes(v).map_err(E::custom),
+            UnitVisitor::Duration => units::parse_duration(v)
+                .map(|d| d.as_micros() as u64)
+                .map_err(E::custom),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

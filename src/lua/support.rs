@@ -1,0 +1,109 @@
+//! Shared argument checking and error shaping for every Lua module, so every misuse reads
+//! the same way: `file:line: module.fn: what is wrong (the fix)`.
+
+use std::time::Duration;
+
+use mlua::{Lua, Table, Value};
+
+/// A misuse error, prefixed with the calling script's `file:line`.
+pub fn misuse(lua: &Lua, message: impl AsRef<str>) -> mlua::Error {
+    mlua::Error::runtime(format!("{}{}", caller(lua), message.as_ref()))
+}
+
+/// `file:line: ` of the Lua code that called the running Rust function, or "".
+pub fn caller(lua: &Lua) -> String {
+    lua.inspect_stack(1, |d| {
+        let line = d.current_line()?;
+        let src = d.source();
+        let file = src.short_src.as_deref()?.to_string();
+        Some(format!("{file}:{line}: "))
+    })
+    .flatten()
+    .unwrap_or_default()
+}
+
+/// Refuses keys of `opts` not in `allowed`, suggesting the nearest one.
+pub fn check_options(lua: &Lua, func: &str, opts: &Table, allowed: &[&str]) -> mlua::Result<()> {
+    for pair in opts.pairs::<Value, Value>() {
+        let (key, _) = pair?;
+        let name = match &key {
+            Value::String(s) => s.to_string_lossy(),
+            other => {
+                return Err(misuse(
+                    lua,
+                    format!("{func}: option keys must be strings, got {}", other.type_name()),
+                ))
+            }
+        };
+        if !allowed.contains(&name.as_str()) {
+            let known: Vec<String> = allowed.iter().map(|s| s.to_string()).collect();
+            let hint = match crate::config::did_you_mean(&name, &known) {
+                Some(best) => format!(" (did you mean '{best}'?)"),
+                None => format!(" (valid options: {})", allowed.join(", ")),
+            };
+            return Err(misuse(lua, format!("{func}: unknown option '{name}'{hint}")));
+        }
+    }
+    Ok(())
+}
+
+/// A duration argument: seconds as a number, or a string such as `"250ms"` or `"1h30m"`.
+pub fn duration(lua: &Lua, func: &str, what: &str, value: &Value) -> mlua::Result<Duration> {
+    let parsed = match value {
+        Value::Integer(n) => crate::units::seconds(*n as f64).ok_or_else(|| format!("{n} is negative")),
+        Value::Number(n) => crate::units::seconds(*n).ok_or_else(|| format!("{n} is not a valid number of seconds")),
+        Value::String(s) => crate::units::parse_duration(&s.to_string_lossy()),
+        other => Err(format!(
+            "expected seconds or a string such as \"5m\", got {}",
+            other.type_name()
+        )),
+    };
+    parsed.map_err(|m| misuse(lua, format!("{func}: {what}: {m}")))
+}
+
+/// The `err` of a `nil, err` return: a table with `kind` and `message`, whose `tostring`
+/// is `kind: message`.
+pub fn world_error(lua: &Lua, kind: &str, message: impl AsRef<str>) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.set("kind", kind)?;
+    t.set("message", message.as_ref())?;
+    t.set_metatable(Some(error_metatable(lua)?))?;
+    Ok(t)
+}
+
+/// `nil, err` as a multi-value.
+pub fn fail(lua: &Lua, kind: &str, message: impl AsRef<str>) -> mlua::Result<mlua::MultiValue> {
+    let err = world_error(lua, kind, message)?;
+    Ok(mlua::MultiValue::from_iter([Value::Nil, Value::Table(err)]))
+}
+
+fn error_metatable(lua: &Lua) -> mlua::Result<Table> {
+    const KEY: &str = "dreamos.error_mt";
+    if let Ok(mt) = lua.named_registry_value::<Table>(KEY) {
+        return Ok(mt);
+    }
+    let mt = lua.create_table()?;
+    mt.set(
+        "__tostring",
+        lua.create_function(|_, t: Table| {
+            let kind: String = t.get("kind").unwrap_or_default();
+            let message: String = t.get("message").unwrap_or_default();
+            Ok(format!("{kind}: {message}"))
+        })?,
+    )?;
+    mt.set("__name", "dreamos.error")?;
+    lua.set_named_registry_value(KEY, mt.clone())?;
+    Ok(mt)
+}
+
+/// A string argument that must be present.
+pub fn required_str(lua: &Lua, func: &str, what: &str, value: &Value) -> mlua::Result<String> {
+    match value {
+        Value::String(s) => Ok(s.to_str()?.to_string()),
+        Value::Nil => Err(misuse(lua, format!("{func}: {what} is required"))),
+        other => Err(misuse(
+            lua,
+            format!("{func}: {what} must be a string, got {}", other.type_name()),
+        )),
+    }
+}

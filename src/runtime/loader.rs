@@ -1,0 +1,116 @@
+//! Module lookup for `require`.
+//!
+//! Order: `package.loaded`, then `package.preload` (the Rust-backed `dreamos.*` modules and
+//! the Lua-written ones in `stdlib/dreamos/`), then the configured script paths. Files are
+//! always loaded in text mode and named by their path, so errors point at `file:line`.
+//!
+//! The Lua-written stdlib is embedded in release builds; debug builds read it from the
+//! source tree when it is there, so it can be edited without recompiling (as yazi does).
+
+use std::path::{Path, PathBuf};
+
+use mlua::chunk::ChunkMode;
+use mlua::{Function, Lua, Table, Value};
+
+use crate::config::Config;
+
+/// The Lua-written modules, by module name.
+pub const EMBEDDED: &[(&str, &str)] = &[
+    ("dreamos.inspect", include_str!("../../stdlib/dreamos/inspect.lua")),
+    ("dreamos.test", include_str!("../../stdlib/dreamos/test.lua")),
+];
+
+pub fn install(lua: &Lua, config: &Config) -> mlua::Result<()> {
+    let package: Table = lua.globals().get("package")?;
+    let preload: Table = package.get("preload")?;
+    for (name, source) in EMBEDDED {
+        let name = *name;
+        let source = *source;
+        preload.set(
+            name,
+            lua.create_function(move |lua, ()| {
+                let (text, chunk_name) = embedded_source(name, source);
+                lua.load(text.as_ref())
+                    .set_name(chunk_name)
+                    .set_mode(ChunkMode::Text)
+                    .call::<Value>(())
+            })?,
+        )?;
+    }
+    let roots: Vec<PathBuf> = config
+        .runtime
+        .script_paths
+        .iter()
+        .map(|p| config.resolve(p))
+        .collect();
+    package.set(
+        "path",
+        roots
+            .iter()
+            .flat_map(|r| {
+                [
+                    format!("{}/?.lua", r.display()),
+                    format!("{}/?/init.lua", r.display()),
+                ]
+            })
+            .collect::<Vec<_>>()
+            .join(";"),
+    )?;
+    let searchers: Table = package.get("searchers")?;
+    let preload_searcher: Function = searchers.get(1)?;
+    let file_searcher = lua.create_function(move |lua, name: String| {
+        match find_module(&roots, &name) {
+            Some(path) => {
+                let loader = load_text_file(lua, &path)?;
+                Ok((Value::Function(loader), Value::String(lua.create_string(path.display().to_string())?)))
+            }
+            None => {
+                let tried: Vec<String> = candidates(&roots, &name)
+                    .map(|p| format!("\n\tno file '{}'", p.display()))
+                    .collect();
+                Ok((Value::String(lua.create_string(tried.concat())?), Value::Nil))
+            }
+        }
+    })?;
+    let fresh = lua.create_table()?;
+    fresh.set(1, preload_searcher)?;
+    fresh.set(2, file_searcher)?;
+    package.set("searchers", fresh)?;
+    Ok(())
+}
+
+/// Loads a Lua file in text mode, named `@path` so messages read `path:line:`.
+pub fn load_text_file(lua: &Lua, path: &Path) -> mlua::Result<Function> {
+    let source = std::fs::read(path)
+        .map_err(|e| mlua::Error::runtime(format!("cannot read {}: {e}", path.display())))?;
+    lua.load(source)
+        .set_name(format!("@{}", path.display()))
+        .set_mode(ChunkMode::Text)
+        .into_function()
+}
+
+fn candidates<'a>(roots: &'a [PathBuf], name: &str) -> impl Iterator<Item = PathBuf> + 'a {
+    let rel = name.replace('.', "/");
+    roots.iter().flat_map(move |root| {
+        [
+            root.join(format!("{rel}.lua")),
+            root.join(&rel).join("init.lua"),
+        ]
+    })
+}
+
+fn find_module(roots: &[PathBuf], name: &str) -> Option<PathBuf> {
+    candidates(roots, name).find(|p| p.is_file())
+}
+
+/// Debug builds prefer the file in the source tree (edit without recompiling).
+fn embedded_source(name: &str, source: &'static str) -> (std::borrow::Cow<'static, str>, String) {
+    let rel = format!("stdlib/{}.lua", name.replace('.', "/"));
+    if cfg!(debug_assertions) {
+        let on_disk = Path::new(env!("CARGO_MANIFEST_DIR")).join(&rel);
+        if let Ok(text) = std::fs::read_to_string(&on_disk) {
+            return (text.into(), format!("@{rel}"));
+        }
+    }
+    (source.into(), format!("@{rel}"))
+}

@@ -1,0 +1,5 @@
+//! Fake outside services for tests: real servers on 127.0.0.1 speaking the real protocol.
+//! Never used by the product.
+#![allow(dead_code)]
+
+pub mod http;

@@ -1,0 +1,95 @@
+-- dreamos core: version, config, spawn, coroutines with async calls.
+local t = require("dreamos.test")
+local dreamos = require("dreamos")
+local time = require("dreamos.time")
+
+t.describe("dreamos", function()
+  t.it("has a version", function()
+    t.ok(dreamos.version:match("^%d+%.%d+%.%d+"), dreamos.version)
+  end)
+
+  t.it("exposes the configuration read-only", function()
+    t.eq(dreamos.config.log.keep, 5)
+    t.eq(type(dreamos.config.sandbox.allow), "table")
+    t.raises(function() dreamos.config.log = {} end, "dreamos.config is read-only")
+    t.raises(function() dreamos.config.log.keep = 1 end, "read-only (tried to set 'keep')")
+    local n = 0
+    for _ in pairs(dreamos.config.log) do n = n + 1 end
+    t.ok(n >= 8, "pairs over config sections works")
+  end)
+end)
+
+t.describe("spawn", function()
+  t.it("runs tasks concurrently and joins their results", function()
+    local a = dreamos.spawn(function(x) time.sleep(0.02) return x + 1, "two" end, 41)
+    local b = dreamos.spawn(function() return "b" end)
+    local r1, r2 = a:join()
+    t.eq({ r1, r2, b:join() }, { 42, "two", "b" })
+    t.eq({ a:join() }, { 42, "two" }, "join again returns the same results")
+    t.ok(a:done())
+  end)
+
+  t.it("raises the task's error from join", function()
+    local h = dreamos.spawn(function() error("boom") end)
+    t.raises(function() h:join() end, "boom")
+  end)
+
+  t.it("cancels a sleeping task", function()
+    local h = dreamos.spawn(function() time.sleep(60) end)
+    time.sleep(0)
+    t.eq(h:cancel(), true)
+    t.raises(function() h:join() end, "task was cancelled")
+  end)
+
+  t.it("refuses a non-function", function()
+    t.raises(function() dreamos.spawn(42) end, "dreamos.spawn: first argument must be a function, got number")
+  end)
+end)
+
+t.describe("coroutines", function()
+  t.it("return real results from async calls inside coroutine.wrap", function()
+    local gen = coroutine.wrap(function()
+      for i = 1, 3 do
+        time.sleep(0.001)
+        coroutine.yield(i)
+      end
+      return "end"
+    end)
+    t.eq({ gen(), gen(), gen(), gen() }, { 1, 2, 3, "end" })
+  end)
+
+  t.it("pass values through coroutine.resume around sleeps", function()
+    local co = coroutine.create(function(a)
+      time.sleep(0.001)
+      local b = coroutine.yield(a * 2)
+      time.sleep(0.001)
+      return a + b
+    end)
+    t.eq({ coroutine.resume(co, 5) }, { true, 10 })
+    t.eq(coroutine.status(co), "suspended")
+    t.eq({ coroutine.resume(co, 7) }, { true, 12 })
+    t.eq(coroutine.status(co), "dead")
+  end)
+
+  t.it("report errors inside coroutines like plain Lua", function()
+    local co = coroutine.create(function() time.sleep(0) error("inner") end)
+    local ok, err = coroutine.resume(co)
+    t.eq(ok, false)
+    t.ok(tostring(err):find("inner", 1, true), tostring(err))
+    local w = coroutine.wrap(function() error("wrapped") end)
+    t.raises(w, "wrapped")
+  end)
+
+  t.it("nest: a coroutine inside a coroutine can sleep", function()
+    local outer = coroutine.wrap(function()
+      local inner = coroutine.wrap(function()
+        time.sleep(0.001)
+        coroutine.yield("inner")
+      end)
+      coroutine.yield(inner())
+    end)
+    t.eq(outer(), "inner")
+  end)
+end)
+
+return t.finish()

@@ -1,0 +1,27 @@
+local t = require("dreamos.test")
+local kv = require("dreamos.kv")
+
+t.describe("kv", function()
+  t.it("stores and returns JSON values", function()
+    t.eq(kv.set("config", { retries = 3, tags = { "a" } }), true)
+    t.eq(kv.get("config"), { retries = 3, tags = { "a" } })
+    t.eq(kv.set("n", 1.5), true)
+    t.eq(kv.get("n"), 1.5)
+  end)
+
+  t.it("returns nil for a missing key and deletes", function()
+    t.eq(kv.get("nope"), nil)
+    kv.set("gone", "soon")
+    t.eq(kv.delete("gone"), true)
+    t.eq(kv.delete("gone"), false)
+    t.eq(kv.get("gone"), nil)
+  end)
+
+  t.it("refuses misuse", function()
+    t.raises(function() kv.set("k", nil) end, "kv.set: value is nil (use kv.delete")
+    t.raises(function() kv.set("k", print) end, "kv.set: value cannot be stored as JSON")
+    t.raises(function() kv.get() end, "kv.get: key is required")
+  end)
+end)
+
+return t.finish()

@@ -1,0 +1,48 @@
+-- The trimmed standard library and the grants.
+local t = require("dreamos.test")
+
+t.describe("sandbox", function()
+  t.it("removes process and file escapes", function()
+    t.eq(os.execute, nil)
+    t.eq(io.popen, nil)
+    t.eq(io.open, nil)
+    t.eq(package.loadlib, nil)
+    t.eq(loadfile, nil)
+    t.eq(dofile, nil)
+    t.eq(debug.getinfo, nil)
+    t.eq(debug.sethook, nil)
+    t.eq(type(debug.traceback), "function")
+  end)
+
+  t.it("loads text only", function()
+    local f = load("return 1 + 1")
+    t.eq(f(), 2)
+    local bytecode = string.dump(function() return 1 end)
+    local g, err = load(bytecode, "x", "b")
+    t.eq(g, nil)
+    t.ok(err:find("binary chunk", 1, true), err)
+  end)
+
+  t.it("keeps load's environment argument", function()
+    local f = load("return x", "chunk", "t", { x = 7 })
+    t.eq(f(), 7)
+  end)
+
+  t.it("denies files outside the grants, naming the grant", function()
+    local fs = require("dreamos.fs")
+    t.raises(function() fs.read("/etc/hostname") end, "fs.read: access to '/etc/hostname' denied: no fs grant covers it (add \"fs:/etc/\"")
+    t.raises(function() fs.write("data/../escape.txt", "x") end, "denied")
+  end)
+
+  t.it("denies processes without exec", function()
+    local exec = require("dreamos.exec")
+    t.raises(function() exec.run({ cmd = "true" }) end, "exec.run: starting processes denied: add \"exec\"")
+  end)
+
+  t.it("denies hosts without net grants", function()
+    local http = require("dreamos.http")
+    t.raises(function() http.get("http://example.invalid/") end, "network access to 'example.invalid' denied: add \"net:example.invalid\"")
+  end)
+end)
+
+return t.finish()

@@ -1,0 +1,31 @@
+local t = require("dreamos.test")
+local time = require("dreamos.time")
+
+t.describe("time", function()
+  t.it("parses durations", function()
+    t.eq(time.duration("1h30m"), 5400)
+    t.eq(time.duration("250ms"), 0.25)
+    t.eq(time.duration(3), 3)
+    t.raises(function() time.duration("5 parsecs") end, "time.duration: argument: invalid duration '5 parsecs'")
+  end)
+
+  t.it("sleeps without blocking other tasks", function()
+    local start = time.monotonic()
+    time.sleep("20ms")
+    t.ok(time.monotonic() - start >= 0.019)
+  end)
+
+  t.it("formats times", function()
+    t.eq(time.format(0), "1970-01-01T00:00:00.000Z")
+    t.eq(time.format(86400 * 365, "%Y-%m-%d"), "1971-01-01")
+    t.raises(function() time.format(0, "%Q") end, "time.format: invalid format '%Q'")
+    t.ok(time.now() > 1.7e9)
+  end)
+
+  t.it("refuses bad sleep arguments", function()
+    t.raises(function() time.sleep({}) end, "time.sleep: duration: expected seconds or a string")
+    t.raises(function() time.sleep(-1) end, "time.sleep: duration: -1 is negative")
+  end)
+end)
+
+return t.finish()
