@@ -172,6 +172,7 @@ pub struct StoredMessage {
     pub reply_to: Option<String>,
     pub max_attempts: u32,
     pub backoff_ms: Option<i64>,
+    pub expires_at: Option<Millis>,
     pub created_at: Millis,
 }
 

@@ -64,7 +64,7 @@ CREATE TABLE bus_inboxes (
 const PRUNE_CHUNK: usize = 2000;
 
 const MESSAGE_COLUMNS: &str = "id, channel, recipient, sender, priority, payload, headers, \
-    correlation_id, reply_to, max_attempts, backoff_ms, created_at";
+    correlation_id, reply_to, max_attempts, backoff_ms, expires_at, created_at";
 
 const HISTORY_COLUMNS: &str = "id, sender, recipient, channel, payload, priority, status, \
     attempts, created_at, delivered_at, finished_at, error";
@@ -93,7 +93,8 @@ fn stored_message(row: &Row<'_>) -> rusqlite::Result<(StoredMessage, i64)> {
             reply_to: row.get(8)?,
             max_attempts: row.get(9)?,
             backoff_ms: row.get(10)?,
-            created_at: row.get(11)?,
+            expires_at: row.get(11)?,
+            created_at: row.get(12)?,
         },
         rank,
     ))
@@ -271,7 +272,7 @@ fn deliver(
         .and_then(|mut s| {
             s.query_row(params![id, now, deadline], |r| {
                 let (m, rank) = stored_message(r)?;
-                Ok((m, rank, r.get::<_, u32>(12)?))
+                Ok((m, rank, r.get::<_, u32>(13)?))
             })
         })
         .map_err(StoreError::sql("bus: mark delivered"))?;
