@@ -33,6 +33,9 @@ pub struct ReplArgs {
     /// Grant a capability for this session (repeatable).
     #[arg(long = "allow", value_name = "GRANT")]
     pub allow: Vec<String>,
+    /// Neither read nor write the history file.
+    #[arg(long)]
+    pub no_history: bool,
 }
 
 pub fn run(config: Arc<Config>, args: RunArgs) -> anyhow::Result<ExitCode> {
