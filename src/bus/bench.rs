@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+type AckFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), BusError>> + Send>>;
+
 use super::{Bus, BusConfig, BusError, SendOptions};
 use crate::store::BusStore;
 
@@ -63,26 +65,41 @@ pub async fn run(store: Arc<dyn BusStore>, opts: BenchOptions) -> Result<BenchRe
     let done = Arc::new(AtomicUsize::new(0));
     let filler = "x".repeat(opts.payload_bytes);
 
+    // Each consumer handles a message, queues its ack and moves on (as the agent runtime
+    // does); a collector per consumer records each latency when its ack is committed.
     let mut consumers = Vec::new();
     for _ in 0..opts.consumers.max(1) {
-        let (bus, channel, sent_at, done) =
-            (bus.clone(), channel.clone(), sent_at.clone(), done.clone());
-        consumers.push(tokio::spawn(async move {
+        let (bus, channel, done) = (bus.clone(), channel.clone(), done.clone());
+        let (acked_tx, mut acked_rx) = tokio::sync::mpsc::unbounded_channel();
+        let sent_at = sent_at.clone();
+        let collector = tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(n / opts.consumers.max(1) + 16);
+            while let Some((i, ack)) = acked_rx.recv().await {
+                let ack: AckFuture = ack;
+                ack.await?;
+                let now = started.elapsed().as_nanos() as u64;
+                let begun = sent_at
+                    .get(i)
+                    .map_or(now, |t: &AtomicU64| t.load(Ordering::Relaxed));
+                latencies.push(now.saturating_sub(begun));
+            }
+            Ok::<_, BusError>(latencies)
+        });
+        consumers.push(collector);
+        tokio::spawn(async move {
             while done.load(Ordering::Relaxed) < n {
-                let Some(d) = bus.recv(&channel, Some(Duration::from_millis(200))).await? else {
+                let Ok(Some(d)) = bus.recv(&channel, Some(Duration::from_millis(200))).await else {
                     continue;
                 };
                 // The "handler": read the index out of the payload.
                 let i = d.message.payload["i"].as_u64().unwrap_or(0) as usize;
-                bus.ack(&d).await?;
-                let now = started.elapsed().as_nanos() as u64;
-                let begun = sent_at.get(i).map_or(now, |t| t.load(Ordering::Relaxed));
-                latencies.push(now.saturating_sub(begun));
+                let ack: AckFuture = Box::pin(bus.ack_queued(&d));
+                if acked_tx.send((i, ack)).is_err() {
+                    break;
+                }
                 done.fetch_add(1, Ordering::Relaxed);
             }
-            Ok::<_, BusError>(latencies)
-        }));
+        });
     }
 
     let window = opts.window.clamp(1, n.max(1));
@@ -189,4 +206,68 @@ pub async fn run_publish(
 
 fn join_error(e: tokio::task::JoinError) -> BusError {
     BusError::Payload(format!("benchmark task failed: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn scratch() -> (tempfile::TempDir, Arc<dyn BusStore>) {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = crate::store::open_sqlite(&dir.path().join("bench.db"))
+            .await
+            .expect("open");
+        (dir, store)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_small_run_reports_every_message() {
+        let (_dir, store) = scratch().await;
+        let opts = BenchOptions {
+            messages: 500,
+            window: 16,
+            consumers: 2,
+            ..BenchOptions::default()
+        };
+        let report = run(store.clone(), opts).await.expect("bench");
+        assert_eq!(report.messages, 500);
+        assert!(report.p50 <= report.p99 && report.p99 <= report.max);
+        let publish = run_publish(store, 10_000, 2).await.expect("publish bench");
+        assert_eq!(publish.received + publish.lagged, 20_000);
+    }
+
+    /// The numbers for the README: `cargo test --release --lib bus::bench -- --ignored --nocapture`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "benchmark; run in release"]
+    async fn throughput() {
+        let n: usize = std::env::var("BENCH_N")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(200_000);
+        let (_dir, store) = scratch().await;
+        let full = run(
+            store.clone(),
+            BenchOptions {
+                messages: n,
+                ..BenchOptions::default()
+            },
+        )
+        .await
+        .expect("bench");
+        println!("max rate: {full:?}");
+        let half = (full.msgs_per_sec / 2.0) as u64;
+        let paced = run(
+            store.clone(),
+            BenchOptions {
+                messages: n / 2,
+                rate: Some(half),
+                ..BenchOptions::default()
+            },
+        )
+        .await
+        .expect("bench");
+        println!("at {half}/s: {paced:?}");
+        let publish = run_publish(store, 1_000_000, 1).await.expect("publish");
+        println!("publish: {publish:?}");
+    }
 }

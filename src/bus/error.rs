@@ -52,6 +52,9 @@ pub enum BusError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A store failure shared by every caller of one batch (batched acks).
+    #[error(transparent)]
+    Batch(std::sync::Arc<StoreError>),
 }
 
 impl BusError {
@@ -70,7 +73,7 @@ impl BusError {
             BusError::NotDead { .. } => "not_dead",
             BusError::NotARequest(_) => "not_a_request",
             BusError::Export { .. } => "io",
-            BusError::Store(_) => "store",
+            BusError::Store(_) | BusError::Batch(_) => "store",
         }
     }
 

@@ -7,7 +7,7 @@
 //!   per-channel wake-ups and prefetch buffers, receipt waiters, subscribers.
 //! - `send` ([`mod.rs`](self)) validates, serializes, checks the size, stores, and only then
 //!   returns a [`Receipt`] — the store's group commit has put it on disk.
-//! - [`queue`]: `recv`, `ack`, `nack`, `extend`. A consumer holds a [`Delivery`] until its
+//! - [`queue`]: `recv`, `nack`, `extend`. Sends and acks are batched (`batch.rs`). A consumer holds a [`Delivery`] until its
 //!   visibility deadline; `nack` retries after exponential backoff with jitter, then the
 //!   message is dead. A consumer that never answers loses the message to the next `recv`
 //!   after the deadline. Waiting consumers sleep on a notification, never in a poll loop.
@@ -27,6 +27,7 @@
 //!   agent first receives), except the sender's own inbox.
 //! - `publish` does not go to history: history is the record of durable messages.
 
+mod batch;
 pub mod bench;
 pub mod channel;
 pub mod clock;
@@ -84,6 +85,9 @@ struct Inner {
     known_inboxes: Mutex<HashSet<String>>,
     /// Receipt waiters, woken when their message becomes final in this process.
     waiters: receipt::Waiters,
+    /// Sends and acks waiting for the next batch (see `batch.rs`).
+    sends: batch::Queue<Vec<NewMessage>, Vec<MessageId>>,
+    acks: batch::Queue<crate::store::DeliveryRef, crate::store::SettleOutcome>,
     pubsub: Arc<pubsub::PubSub>,
 }
 
@@ -114,6 +118,8 @@ impl Bus {
                 channels: Mutex::new(HashMap::new()),
                 known_inboxes: Mutex::new(HashSet::new()),
                 waiters: receipt::Waiters::default(),
+                sends: batch::Queue::default(),
+                acks: batch::Queue::default(),
             }),
         })
     }
@@ -146,11 +152,7 @@ impl Bus {
         } else {
             vec![message]
         };
-        let channels: Vec<String> = messages.iter().map(|m| m.channel.clone()).collect();
-        let ids = self.inner.store.enqueue(messages).await?;
-        for channel in &channels {
-            self.wake(channel);
-        }
+        let ids = self.enqueue(messages).await?;
         Ok(Receipt::new(self.clone(), ids))
     }
 

@@ -17,7 +17,7 @@ use tokio::time::{sleep_until, Instant};
 
 use super::clock::{backoff_delay, millis};
 use super::{channel, Bus, BusError, Delivery, MessageStatus, RECHECK};
-use crate::store::{Millis, SettleOutcome};
+use crate::store::{DeliveryRef, Millis, SettleOutcome};
 
 /// A batch used up faster than this means the consumer keeps up: claim more next time.
 const QUICK: Duration = Duration::from_millis(20);
@@ -31,7 +31,7 @@ pub(crate) struct ChannelState {
     /// Claimed but not yet handed out, oldest first.
     buffer: Mutex<VecDeque<Delivery>>,
     /// One claim at a time per channel: the others wait and take from what it brought.
-    claimer: tokio::sync::Mutex<Prefetch>,
+    claimer: Arc<tokio::sync::Mutex<Prefetch>>,
     /// Consumers currently inside `recv` on this channel, so one claim can serve them all.
     waiting: AtomicUsize,
 }
@@ -59,10 +59,10 @@ impl ChannelState {
         ChannelState {
             notify: Notify::new(),
             buffer: Mutex::new(VecDeque::new()),
-            claimer: tokio::sync::Mutex::new(Prefetch {
+            claimer: Arc::new(tokio::sync::Mutex::new(Prefetch {
                 size: 1,
                 last_claim: None,
-            }),
+            })),
             waiting: AtomicUsize::new(0),
         }
     }
@@ -163,17 +163,43 @@ impl Bus {
         }
     }
 
+    /// Claims for this channel and fills its buffer. Cancel-safe: the claim runs in its own
+    /// task, so a `recv` dropped mid-claim (a Lua timeout, an agent stopping) leaves what
+    /// was claimed in the buffer for the next `recv` instead of stranding it until its
+    /// visibility deadline.
     async fn claim_into(
         &self,
-        state: &ChannelState,
+        state: &Arc<ChannelState>,
         channel: &str,
         min_left: i64,
     ) -> Result<Claim, BusError> {
-        let mut prefetch = state.claimer.lock().await;
+        let prefetch = state.claimer.clone().lock_owned().await;
         // Whoever held the claim before us may have brought enough for us too.
         if let Some(d) = state.pop_fresh(self.now(), min_left) {
             return Ok(Claim::Got(Box::new(d)));
         }
+        let task = tokio::spawn({
+            let (bus, state, channel) = (self.clone(), state.clone(), channel.to_string());
+            async move { bus.claim_task(prefetch, &state, &channel).await }
+        });
+        let next_visible_at = match task.await {
+            Ok(result) => result?,
+            Err(e) => return Err(BusError::Payload(format!("claim task failed: {e}"))),
+        };
+        match state.pop_fresh(self.now(), min_left) {
+            Some(d) => Ok(Claim::Got(Box::new(d))),
+            None => Ok(Claim::Empty { next_visible_at }),
+        }
+    }
+
+    /// One claim, holding the channel's claim lock; returns when to look again if nothing
+    /// was visible.
+    async fn claim_task(
+        &self,
+        mut prefetch: tokio::sync::OwnedMutexGuard<Prefetch>,
+        state: &ChannelState,
+        channel: &str,
+    ) -> Result<Option<Millis>, BusError> {
         let max = self.inner.config.max_prefetch;
         let want = prefetch
             .size
@@ -200,34 +226,16 @@ impl Bus {
                 }
             }
         }
-        let Some(first) = deliveries.pop_front() else {
-            let next_visible_at = if unreadable {
-                Some(now)
-            } else {
-                claimed.next_visible_at
-            };
-            return Ok(Claim::Empty { next_visible_at });
-        };
         if !deliveries.is_empty() {
             if let Ok(mut buffer) = state.buffer.lock() {
                 buffer.extend(deliveries);
             }
         }
-        Ok(Claim::Got(Box::new(first)))
-    }
-
-    /// Acknowledges a delivery: the message is done and its sender's receipt says `acked`.
-    /// Returns once that is committed.
-    pub async fn ack(&self, delivery: &Delivery) -> Result<(), BusError> {
-        let reference = delivery.reference();
-        let outcome = self
-            .inner
-            .store
-            .ack(vec![reference], self.now())
-            .await?
-            .pop()
-            .unwrap_or(SettleOutcome::Missing);
-        self.settled(delivery, outcome).map(|_| ())
+        Ok(if unreadable {
+            Some(now)
+        } else {
+            claimed.next_visible_at
+        })
     }
 
     /// Rejects a delivery with `error`. With `retry`, it is delivered again after the
@@ -257,7 +265,7 @@ impl Bus {
             .store
             .nack(delivery.reference(), error, retry_at, now)
             .await?;
-        let status = self.settled(delivery, outcome)?;
+        let status = self.settled(delivery.reference(), outcome)?;
         if status == MessageStatus::Queued {
             // Waiting consumers learn the new retry time from their next claim.
             self.wake(&delivery.message.channel);
@@ -273,25 +281,31 @@ impl Bus {
             .store
             .extend(delivery.reference(), deadline)
             .await?;
-        self.settled(delivery, outcome)?;
+        self.settled(delivery.reference(), outcome)?;
         Ok(deadline)
     }
 
-    fn settled(&self, d: &Delivery, outcome: SettleOutcome) -> Result<MessageStatus, BusError> {
+    /// Turns what the store did with an ack/nack/extend into the caller's answer, waking
+    /// receipt waiters when the message became final.
+    pub(crate) fn settled(
+        &self,
+        d: DeliveryRef,
+        outcome: SettleOutcome,
+    ) -> Result<MessageStatus, BusError> {
         match outcome {
             SettleOutcome::Applied(status) => {
                 if status.is_final() {
-                    self.inner.waiters.finish(d.message.id, status);
+                    self.inner.waiters.finish(d.id, status);
                 }
                 Ok(status)
             }
             SettleOutcome::Stale { status, attempts } => Err(BusError::Stale {
-                id: d.message.id,
+                id: d.id,
                 attempt: d.attempt,
                 status,
                 attempts,
             }),
-            SettleOutcome::Missing => Err(BusError::NotFound(d.message.id)),
+            SettleOutcome::Missing => Err(BusError::NotFound(d.id)),
         }
     }
 }

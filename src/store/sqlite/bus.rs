@@ -16,11 +16,19 @@ use crate::store::{
 };
 use futures_util::future::BoxFuture;
 
-/// Migration 1. `AUTOINCREMENT` so ids are never reused after pruning: a receipt or an
-/// export cursor must never point at a different message.
+/// Migration 1.
+///
+/// Ids must never be reused (a receipt or an export cursor must never point at a different
+/// message), which plain rowids do after the newest row is deleted. `bus_sequence` holds
+/// the next id; an enqueue reads it once and writes it back once per batch, where
+/// `AUTOINCREMENT` would write its counter once per row.
+///
+/// Indexes are what the hot path needs, nothing more: a partial index over pending
+/// messages only (claiming stays fast however long history grows) and one over dead
+/// letters. History filters scan newest-first over a table that retention keeps bounded.
 pub(super) const SCHEMA: &str = "
 CREATE TABLE bus_messages (
-    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    id             INTEGER PRIMARY KEY,
     channel        TEXT    NOT NULL,
     recipient      TEXT    NOT NULL,
     sender         TEXT    NOT NULL,
@@ -42,7 +50,6 @@ CREATE TABLE bus_messages (
 );
 CREATE INDEX bus_messages_pending ON bus_messages (channel, priority, id, visible_at)
     WHERE status IN ('queued', 'delivered');
-CREATE INDEX bus_messages_channel ON bus_messages (channel, id);
 CREATE INDEX bus_messages_dead ON bus_messages (id) WHERE status IN ('failed', 'dead');
 CREATE TABLE bus_events (
     id         INTEGER PRIMARY KEY,
@@ -53,6 +60,10 @@ CREATE TABLE bus_events (
     error      TEXT
 );
 CREATE INDEX bus_events_message ON bus_events (message_id, id);
+CREATE TABLE bus_sequence (
+    next_id INTEGER NOT NULL
+);
+INSERT INTO bus_sequence (next_id) VALUES (1);
 CREATE TABLE bus_inboxes (
     channel       TEXT    PRIMARY KEY,
     registered_at INTEGER NOT NULL
@@ -117,17 +128,22 @@ fn insert_event(
 }
 
 fn enqueue(txn: &Transaction<'_>, messages: &[NewMessage]) -> Result<Vec<MessageId>, StoreError> {
+    let first: MessageId = txn
+        .prepare_cached("SELECT next_id FROM bus_sequence")
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .map_err(StoreError::sql("bus: read next id"))?;
     let mut stmt = txn
         .prepare_cached(
-            "INSERT INTO bus_messages (channel, recipient, sender, priority, payload, headers,
+            "INSERT INTO bus_messages (id, channel, recipient, sender, priority, payload, headers,
                  correlation_id, reply_to, status, max_attempts, backoff_ms, visible_at,
                  expires_at, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?10, ?11, ?12, ?11)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?10, ?11, ?12, ?13, ?12)",
         )
         .map_err(StoreError::sql("bus: prepare insert"))?;
     let mut ids = Vec::with_capacity(messages.len());
-    for m in messages {
+    for (id, m) in (first..).zip(messages) {
         stmt.execute(params![
+            id,
             m.channel,
             m.recipient,
             m.sender,
@@ -142,8 +158,12 @@ fn enqueue(txn: &Transaction<'_>, messages: &[NewMessage]) -> Result<Vec<Message
             m.expires_at,
         ])
         .map_err(StoreError::sql("bus: insert message"))?;
-        ids.push(txn.last_insert_rowid());
+        ids.push(id);
     }
+    let next = first + ids.len() as i64;
+    txn.prepare_cached("UPDATE bus_sequence SET next_id = ?1")
+        .and_then(|mut s| s.execute(params![next]))
+        .map_err(StoreError::sql("bus: advance next id"))?;
     Ok(ids)
 }
 

@@ -294,7 +294,26 @@ fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>, path: &Path) {
     }
 }
 
+/// Turns off SQLite's global memory statistics, once, before SQLite initializes: they
+/// put a process-wide mutex around every allocation SQLite makes, which was a tenth of the
+/// writer thread's time under load. Nothing here reads those statistics.
+fn configure_sqlite_once() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: sqlite3_config takes (int op, int value) for MEMSTATUS. Called at most
+        // once, before this process opens its first connection; if SQLite was already
+        // initialized elsewhere it only returns SQLITE_MISUSE and changes nothing.
+        unsafe {
+            rusqlite::ffi::sqlite3_config(
+                rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS,
+                0 as std::os::raw::c_int,
+            );
+        }
+    });
+}
+
 fn open_writer(path: &Path) -> Result<Connection, StoreError> {
+    configure_sqlite_once();
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
             path: dir.to_path_buf(),
@@ -312,11 +331,19 @@ fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     // acknowledged survives not only kill -9 (NORMAL would already) but also power loss
     // and OS crashes. Group commit makes that one fsync per batch, so it costs latency of
     // a batch rather than throughput.
+    // wal_autocheckpoint: a queue rewrites the same few pages (the index tail, the newest
+    // rows) over and over; checkpointing every 8000 frames (~32 MiB of WAL) instead of the
+    // default 1000 copies each hot page once per checkpoint instead of eight times.
+    // journal_size_limit trims the WAL file back after a checkpoint.
+    // cache_size 8 MiB: measured faster than larger caches, whose per-transaction
+    // bookkeeping grows with the cache while a queue's working set stays small.
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
          PRAGMA temp_store = MEMORY;
-         PRAGMA cache_size = -16000;",
+         PRAGMA cache_size = -8000;
+         PRAGMA wal_autocheckpoint = 8000;
+         PRAGMA journal_size_limit = 67108864;",
     )
     .map_err(open_err)?;
     conn.set_prepared_statement_cache_capacity(64);
