@@ -25,9 +25,12 @@ use crate::store::{DeliveryRef, MessageId, NewMessage, SettleOutcome, StoreError
 
 type Answer<T> = oneshot::Sender<Result<T, Arc<StoreError>>>;
 
+/// Items waiting for the next flush, each with where its answer goes.
+type Waiting<T, R> = Vec<(T, Answer<R>)>;
+
 /// Calls waiting for the next flush, and whether a flusher is running.
 pub(crate) struct Queue<T, R> {
-    state: Mutex<(Vec<(T, Answer<R>)>, bool)>,
+    state: Mutex<(Waiting<T, R>, bool)>,
 }
 
 impl<T, R> Default for Queue<T, R> {
@@ -55,7 +58,7 @@ impl<T, R> Queue<T, R> {
     }
 
     /// Everything queued, or `None` (and the flusher stops) when the queue is empty.
-    fn take(&self) -> Option<Vec<(T, Answer<R>)>> {
+    fn take(&self) -> Option<Waiting<T, R>> {
         let mut state = self.state.lock().ok()?;
         if state.0.is_empty() {
             state.1 = false;
