@@ -123,7 +123,7 @@ fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 /// reads like the file.
 /// Values the text form cannot hold exactly (`1.5s`) are written as seconds.
 fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    let whole_ms_below_a_second = d.as_secs() == 0 && d.subsec_nanos() % 1_000_000 == 0;
+    let whole_ms_below_a_second = d.as_secs() == 0 && d.subsec_nanos().is_multiple_of(1_000_000);
     if d.subsec_nanos() == 0 || whole_ms_below_a_second {
         s.serialize_str(&format_duration(*d))
     } else {
@@ -134,7 +134,7 @@ fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 /// Exact sizes in the largest binary unit that divides them (`"1MiB"`), else bytes.
 fn ser_bytes<S: Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error> {
     for (unit, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-        if *n >= size && n % size == 0 {
+        if *n >= size && n.is_multiple_of(size) {
             return s.serialize_str(&format!("{}{unit}", n / size));
         }
     }

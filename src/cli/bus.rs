@@ -257,7 +257,10 @@ async fn tail(
     let recent = bus.history(query.clone()).await?;
     let mut last = recent.last().map_or(0, |r| r.id);
     print_lines(&recent, json, out)?;
-    while follow {
+    if !follow {
+        return Ok(());
+    }
+    loop {
         out.flush()?;
         tokio::time::sleep(FOLLOW_EVERY).await;
         let fresh = bus
@@ -272,7 +275,6 @@ async fn tail(
         }
         print_lines(&fresh, json, out)?;
     }
-    Ok(())
 }
 
 fn print_lines(records: &[HistoryRecord], json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
