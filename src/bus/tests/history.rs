@@ -50,6 +50,11 @@ async fn history_filters_by_channel_agent_time_and_limit() {
         ..HistoryQuery::default()
     };
     assert_eq!(ns(bus.history(by_agent).await.expect("agent")), [1, 2]);
+    let by_inbox = HistoryQuery {
+        agent: Some("agent:scout".into()),
+        ..HistoryQuery::default()
+    };
+    assert_eq!(ns(bus.history(by_inbox).await.expect("agent")), [1, 2]);
     let window = HistoryQuery {
         since: Some(t0 + 5_000),
         until: Some(t0 + 15_000),

@@ -23,10 +23,12 @@ pub(super) fn history(
         arg(&mut sql, " AND channel = ?", channel.clone().into());
     }
     if let Some(agent) = &q.agent {
+        // `scout` and `agent:scout` name the same agent.
+        let agent = agent.strip_prefix("agent:").unwrap_or(agent);
         let inbox = format!("agent:{agent}");
         arg(&mut sql, " AND (channel = ?", inbox.clone().into());
         arg(&mut sql, " OR sender = ?", inbox.into());
-        arg(&mut sql, " OR sender = ?)", agent.clone().into());
+        arg(&mut sql, " OR sender = ?)", agent.to_string().into());
     }
     if let Some(since) = q.since {
         arg(&mut sql, " AND created_at >= ?", since.into());
