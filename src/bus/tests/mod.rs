@@ -1,6 +1,7 @@
 //! Bus behaviour through its public API, on a real SQLite store in a temp directory.
 //! Time-dependent tests run on tokio's paused clock: they never sleep for real.
 
+mod crash;
 mod delivery;
 mod history;
 mod input;
