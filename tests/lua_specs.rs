@@ -24,7 +24,11 @@ fn grants_of(spec: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(spec).unwrap_or_default();
     let first = text.lines().next().unwrap_or_default();
     match first.strip_prefix("-- allow:") {
-        Some(list) => list.split(',').map(|g| g.trim().to_string()).filter(|g| !g.is_empty()).collect(),
+        Some(list) => list
+            .split(',')
+            .map(|g| g.trim().to_string())
+            .filter(|g| !g.is_empty())
+            .collect(),
         None => Vec::new(),
     }
 }
@@ -34,7 +38,11 @@ fn every_lua_spec_passes() {
     let server = fakes::http::FakeHttp::start();
     let mut failures = Vec::new();
     let all = specs();
-    assert!(all.len() >= 5, "expected the Lua specs in tests/lua, found {}", all.len());
+    assert!(
+        all.len() >= 5,
+        "expected the Lua specs in tests/lua, found {}",
+        all.len()
+    );
     for spec in all {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_dreamos"));
@@ -57,5 +65,9 @@ fn every_lua_spec_passes() {
             failures.push(format!("{}:\n{stdout}{stderr}", spec.display()));
         }
     }
-    assert!(failures.is_empty(), "failing specs:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "failing specs:\n{}",
+        failures.join("\n")
+    );
 }

@@ -35,7 +35,10 @@ pub fn init(dir: &Path) -> anyhow::Result<ExitCode> {
         "diagnostics.globals": ["arg"],
     });
     if luarc.exists() {
-        println!("{} exists; left unchanged (add \".dreamos/meta\" to workspace.library)", luarc.display());
+        println!(
+            "{} exists; left unchanged (add \".dreamos/meta\" to workspace.library)",
+            luarc.display()
+        );
     } else {
         std::fs::write(&luarc, serde_json::to_string_pretty(&settings)? + "\n")
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", luarc.display()))?;

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 
+pub mod bus;
 pub mod init;
 pub mod repl;
 pub mod run;
@@ -44,6 +45,11 @@ pub enum Command {
         #[arg(default_value = ".")]
         dir: PathBuf,
     },
+    /// The message bus: send, tail, history, export, dead letters, stats.
+    Bus {
+        #[command(subcommand)]
+        cmd: bus::BusCommand,
+    },
     /// Print the effective configuration (file, defaults and DREAMOS_* overrides) as TOML.
     Config,
 }
@@ -63,6 +69,10 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Repl(args) => run::repl(config, args),
         Command::Init { dir } => init::init(&dir),
         Command::Config => print_config(&config),
+        Command::Bus { cmd } => with_store(&config, |store| {
+            let bus_config = config.bus.clone();
+            async move { bus::run_with_config(cmd, store, bus_config).await }
+        }),
     };
     match result {
         Ok(code) => code,
@@ -75,6 +85,22 @@ pub fn dispatch(cli: Cli) -> ExitCode {
 
 fn print_config(config: &Config) -> anyhow::Result<ExitCode> {
     print!("{}", toml::to_string(config)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Opens the configured store and runs `f` with it on a current-thread runtime.
+fn with_store<F, Fut>(config: &Config, f: F) -> anyhow::Result<ExitCode>
+where
+    F: FnOnce(Arc<crate::store::SqliteStore>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let path = config.resolve(&config.store.path);
+    crate::runtime::block_on(async {
+        let store = crate::store::open_sqlite(&path)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot open the store {}: {e}", path.display()))?;
+        f(store).await
+    })??;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -24,7 +24,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION", value_parser = crate::units::parse_duration)]
     pub timeout: Option<std::time::Duration>,
     /// The script (a path, or a name found on runtime.script_paths), then its arguments.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "SCRIPT [ARGS]")]
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "SCRIPT [ARGS]"
+    )]
     pub script_and_args: Vec<String>,
 }
 
@@ -39,13 +43,20 @@ pub struct ReplArgs {
 }
 
 pub fn run(config: Arc<Config>, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let (script, source_path, script_args) = match (&args.eval, args.script_and_args.split_first()) {
-        (Some(_), _) => ("(command line)".to_string(), None, args.script_and_args.clone()),
+    let (script, source_path, script_args) = match (&args.eval, args.script_and_args.split_first())
+    {
+        (Some(_), _) => (
+            "(command line)".to_string(),
+            None,
+            args.script_and_args.clone(),
+        ),
         (None, Some((script, rest))) => {
             let path = find_script(&config, script)?;
             (script.clone(), Some(path), rest.to_vec())
         }
-        (None, None) => anyhow::bail!("dreamos run: give a script path or -e CODE (see dreamos run --help)"),
+        (None, None) => {
+            anyhow::bail!("dreamos run: give a script path or -e CODE (see dreamos run --help)")
+        }
     };
     let _log = super::init_logging(&config)?;
     let opts = StateOptions {

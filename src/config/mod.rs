@@ -42,6 +42,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// The interactive REPL.
     pub repl: ReplConfig,
+    /// The message bus: payload limit, retries, visibility timeout, retention, export.
+    pub bus: crate::bus::BusConfig,
     /// Where the configuration was read from; `None` for the built-in defaults. Relative
     /// paths in the file resolve against its directory (see [`Config::resolve`]).
     #[serde(skip)]
@@ -102,7 +104,10 @@ pub struct ScriptOverride {
     #[serde(deserialize_with = "de_opt_bytes")]
     pub memory_limit: Option<u64>,
     pub instruction_limit: Option<u64>,
-    #[serde(deserialize_with = "de_opt_duration", serialize_with = "ser_opt_duration")]
+    #[serde(
+        deserialize_with = "de_opt_duration",
+        serialize_with = "ser_opt_duration"
+    )]
     pub timeout: Option<Duration>,
     pub allow: Vec<String>,
 }
@@ -270,15 +275,11 @@ impl Config {
         }
         let mut table: toml::Table =
             toml::from_str(text).map_err(|e| errors::from_toml(&e, text, origin))?;
-        overrides::apply(&mut table, &found, false);
-        let config = match toml::Value::Table(table.clone()).try_into::<Config>() {
-            Ok(c) => c,
-            // `DREAMOS_HTTP_USER_AGENT=5` parses as a number; retry with every value a string.
-            Err(first) => {
-                overrides::apply(&mut table, &found, true);
-                toml::Value::Table(table).try_into::<Config>().map_err(|_| overrides::error(&first, &found))?
-            }
-        };
+        let current = toml::Value::try_from(&config).ok();
+        overrides::apply(&mut table, &found, current.as_ref());
+        let config = toml::Value::Table(table)
+            .try_into::<Config>()
+            .map_err(|e| overrides::error(&e, &found))?;
         config.validate("environment")?;
         Ok(config)
     }
@@ -295,6 +296,7 @@ impl Config {
                 format!("'{}' is not one of pretty, compact, off", self.log.console),
             ));
         }
+        self.bus.validate().map_err(|m| invalid("bus", m))?;
         if !matches!(self.store.backend.as_str(), "sqlite" | "postgres") {
             return Err(invalid(
                 "store.backend",
@@ -374,7 +376,7 @@ fn de_opt_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error
 /// Accepts `"1h30m"`, `"250ms"` or a number of seconds.
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     d.deserialize_any(UnitVisitor::Duration)
-        .map(|ms| Duration::from_micros(ms))
+        .map(Duration::from_micros)
 }
 
 fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {

@@ -9,7 +9,7 @@ use super::{errors, ConfigError};
 
 /// Sections that take overrides. A section name never contains `_`, which is what makes
 /// `DREAMOS_<SECTION>_<KEY>` unambiguous.
-pub(super) const SECTIONS: &[&str] = &["runtime", "sandbox", "log", "store", "http", "repl"];
+pub(super) const SECTIONS: &[&str] = &["runtime", "sandbox", "log", "store", "http", "repl", "bus"];
 
 /// One override found in the environment.
 pub(super) struct Override {
@@ -40,22 +40,31 @@ pub(super) fn collect(vars: impl Iterator<Item = (String, String)>) -> Vec<Overr
     found
 }
 
-/// Writes the overrides into `table`. Values that parse as TOML (`5`, `true`, `["a"]`) keep
-/// that type; anything else is a string (`128MiB`, `/var/lib/dreamos`).
-pub(super) fn apply(table: &mut toml::Table, overrides: &[Override], as_strings: bool) {
+/// Writes the overrides into `table`. A key whose current value is a string takes the
+/// variable as a string (`DREAMOS_HTTP_USER_AGENT=5`); otherwise a value that parses as
+/// TOML keeps that type (`5`, `true`, `["a"]`) and anything else is a string (`128MiB`).
+pub(super) fn apply(
+    table: &mut toml::Table,
+    overrides: &[Override],
+    current: Option<&toml::Value>,
+) {
     for o in overrides {
+        let is_string = current
+            .and_then(|c| c.get(&o.section))
+            .and_then(|s| s.get(&o.key))
+            .is_some_and(|v| v.is_str());
         let section = table
             .entry(o.section.clone())
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         if let toml::Value::Table(section) = section {
-            let value = if as_strings {
+            let parsed = if is_string {
                 None
             } else {
                 toml::from_str::<toml::Table>(&format!("v = {}", o.raw))
                     .ok()
                     .and_then(|mut t| t.remove("v"))
             };
-            let value = value.unwrap_or_else(|| toml::Value::String(o.raw.clone()));
+            let value = parsed.unwrap_or_else(|| toml::Value::String(o.raw.clone()));
             section.insert(o.key.clone(), value);
         }
     }

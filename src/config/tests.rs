@@ -24,11 +24,23 @@ fn the_shipped_file_parses_and_equals_the_defaults() {
     let text = include_str!("../../dreamos.toml");
     let shipped = parse(text).unwrap();
     let defaults = Config::default();
-    assert_eq!(format!("{:?}", shipped.sandbox), format!("{:?}", defaults.sandbox));
+    assert_eq!(
+        format!("{:?}", shipped.sandbox),
+        format!("{:?}", defaults.sandbox)
+    );
     assert_eq!(format!("{:?}", shipped.log), format!("{:?}", defaults.log));
-    assert_eq!(format!("{:?}", shipped.runtime), format!("{:?}", defaults.runtime));
-    assert_eq!(format!("{:?}", shipped.store), format!("{:?}", defaults.store));
-    assert_eq!(format!("{:?}", shipped.repl), format!("{:?}", defaults.repl));
+    assert_eq!(
+        format!("{:?}", shipped.runtime),
+        format!("{:?}", defaults.runtime)
+    );
+    assert_eq!(
+        format!("{:?}", shipped.store),
+        format!("{:?}", defaults.store)
+    );
+    assert_eq!(
+        format!("{:?}", shipped.repl),
+        format!("{:?}", defaults.repl)
+    );
 }
 
 #[test]
@@ -54,15 +66,28 @@ fn unknown_key_names_file_line_section_and_near_miss() {
 #[test]
 fn unknown_section_is_named() {
     let err = parse("[sandbx]\n").unwrap_err().to_string();
-    assert!(err.starts_with("dreamos.toml:1: unknown key 'sandbx' at the top level (did you mean 'sandbox'?)"), "{err}");
+    assert!(
+        err.starts_with(
+            "dreamos.toml:1: unknown key 'sandbx' at the top level (did you mean 'sandbox'?)"
+        ),
+        "{err}"
+    );
 }
 
 #[test]
 fn wrong_type_names_key_and_line() {
     let err = parse("[log]\nkeep = \"five\"\n").unwrap_err().to_string();
-    assert!(err.starts_with("dreamos.toml:2: log.keep: invalid type"), "{err}");
-    let err = parse("[sandbox]\nmemory_limit = true\n").unwrap_err().to_string();
-    assert!(err.contains("dreamos.toml:2: sandbox.memory_limit:"), "{err}");
+    assert!(
+        err.starts_with("dreamos.toml:2: log.keep: invalid type"),
+        "{err}"
+    );
+    let err = parse("[sandbox]\nmemory_limit = true\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("dreamos.toml:2: sandbox.memory_limit:"),
+        "{err}"
+    );
     assert!(err.contains("\"64MiB\""), "{err}");
 }
 
@@ -74,7 +99,9 @@ fn malformed_toml_names_the_line() {
 
 #[test]
 fn bad_grant_is_refused_at_load() {
-    let err = parse("[sandbox]\nallow = [\"disk:/\"]\n").unwrap_err().to_string();
+    let err = parse("[sandbox]\nallow = [\"disk:/\"]\n")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("sandbox.allow"), "{err}");
     assert!(err.contains("disk:/"), "{err}");
 }

@@ -35,7 +35,11 @@ fn read_only(lua: &Lua, value: Value) -> mlua::Result<Value> {
     let proxy = lua.create_table()?;
     let mt = lua.create_table()?;
     mt.set("__index", inner.clone())?;
-    mt.set("__len", lua.create_function(|_, (_, t): (Value, Table)| Ok(t.raw_len()))?.bind(inner.clone())?)?;
+    mt.set(
+        "__len",
+        lua.create_function(|_, (_, t): (Value, Table)| Ok(t.raw_len()))?
+            .bind(inner.clone())?,
+    )?;
     mt.set(
         "__pairs",
         lua.create_function(move |lua, _: Value| {
@@ -76,7 +80,10 @@ fn spawn(lua: &Lua, (func, args): (Value, MultiValue)) -> mlua::Result<TaskHandl
     let Value::Function(func) = func else {
         return Err(misuse(
             lua,
-            format!("dreamos.spawn: first argument must be a function, got {}", func.type_name()),
+            format!(
+                "dreamos.spawn: first argument must be a function, got {}",
+                super::support::type_name(&func)
+            ),
         ));
     };
     let (meter, tracker, script) = {
@@ -86,10 +93,12 @@ fn spawn(lua: &Lua, (func, args): (Value, MultiValue)) -> mlua::Result<TaskHandl
     let thread = lua.create_thread(func)?;
     let fut = thread.clone().into_async::<MultiValue>(args)?;
     let weak = lua.weak();
-    tracker.started();
+    // Dropped when the task ends in any way, cancellation included, so `run` never waits
+    // for a task that no longer exists.
+    let running = tracker.start();
     let handle = tokio::task::spawn_local(async move {
+        let _running = running;
         let out = Metered::new(meter, fut).await;
-        tracker.finished();
         out.map_err(|e| {
             let message = match weak.try_upgrade() {
                 Some(lua) => crate::runtime::driver::lua_error(&lua, e, Some(&thread)).to_string(),
@@ -116,7 +125,12 @@ impl UserData for TaskHandle {
                     Err(e) => Err(format!("task failed: {e}")),
                 },
                 Outcome::Done(r) => r,
-                Outcome::Taken => return Err(misuse(&lua, "handle:join: another join is already waiting on this task")),
+                Outcome::Taken => {
+                    return Err(misuse(
+                        &lua,
+                        "handle:join: another join is already waiting on this task",
+                    ))
+                }
             };
             *state.borrow_mut() = Outcome::Done(result.clone());
             result.map_err(mlua::Error::runtime)

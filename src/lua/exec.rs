@@ -22,7 +22,10 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
 
 async fn run(lua: Lua, opts: Value) -> mlua::Result<mlua::MultiValue> {
     let Value::Table(opts) = opts else {
-        return Err(misuse(&lua, "exec.run: expected a table {cmd = ..., args = {...}}"));
+        return Err(misuse(
+            &lua,
+            "exec.run: expected a table {cmd = ..., args = {...}}",
+        ));
     };
     check_options(&lua, "exec.run", &opts, OPTIONS)?;
     host(&lua)?

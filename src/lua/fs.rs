@@ -19,8 +19,14 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
         lua.create_async_function(|lua, path: Value| async move {
             let path = granted(&lua, "fs.read", &path)?;
             match tokio::fs::read(&path).await {
-                Ok(bytes) => Ok(mlua::MultiValue::from_iter([Value::String(lua.create_string(bytes)?)])),
-                Err(e) => fail(&lua, io_kind(&e), format!("cannot read {}: {e}", path.display())),
+                Ok(bytes) => Ok(mlua::MultiValue::from_iter([Value::String(
+                    lua.create_string(bytes)?,
+                )])),
+                Err(e) => fail(
+                    &lua,
+                    io_kind(&e),
+                    format!("cannot read {}: {e}", path.display()),
+                ),
             }
         })?,
     )?;
@@ -31,7 +37,11 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
             let bytes = data.as_bytes().to_vec();
             match write_atomic(path.clone(), bytes).await {
                 Ok(()) => Ok(mlua::MultiValue::from_iter([Value::Boolean(true)])),
-                Err(e) => fail(&lua, io_kind(&e), format!("cannot write {}: {e}", path.display())),
+                Err(e) => fail(
+                    &lua,
+                    io_kind(&e),
+                    format!("cannot write {}: {e}", path.display()),
+                ),
             }
         })?,
     )?;
@@ -53,7 +63,11 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
             .await;
             match result {
                 Ok(()) => Ok(mlua::MultiValue::from_iter([Value::Boolean(true)])),
-                Err(e) => fail(&lua, io_kind(&e), format!("cannot append to {}: {e}", path.display())),
+                Err(e) => fail(
+                    &lua,
+                    io_kind(&e),
+                    format!("cannot append to {}: {e}", path.display()),
+                ),
             }
         })?,
     )?;
@@ -73,7 +87,11 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
                     let t = lua.create_sequence_from(names)?;
                     Ok(mlua::MultiValue::from_iter([Value::Table(t)]))
                 }
-                Err(e) => fail(&lua, io_kind(&e), format!("cannot list {}: {e}", path.display())),
+                Err(e) => fail(
+                    &lua,
+                    io_kind(&e),
+                    format!("cannot list {}: {e}", path.display()),
+                ),
             }
         })?,
     )?;
@@ -83,7 +101,11 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
             let path = granted(&lua, "fs.mkdir", &path)?;
             match tokio::fs::create_dir_all(&path).await {
                 Ok(()) => Ok(mlua::MultiValue::from_iter([Value::Boolean(true)])),
-                Err(e) => fail(&lua, io_kind(&e), format!("cannot create {}: {e}", path.display())),
+                Err(e) => fail(
+                    &lua,
+                    io_kind(&e),
+                    format!("cannot create {}: {e}", path.display()),
+                ),
             }
         })?,
     )?;

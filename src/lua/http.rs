@@ -30,7 +30,10 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
         "request",
         lua.create_async_function(|lua, opts: Value| async move {
             let Value::Table(opts) = opts else {
-                return Err(misuse(&lua, "http.request: expected a table {url = ..., method = ...}"));
+                return Err(misuse(
+                    &lua,
+                    "http.request: expected a table {url = ..., method = ...}",
+                ));
             };
             request(lua, "http.request", opts).await
         })?,
@@ -38,19 +41,24 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
     for (name, method) in [("get", "GET"), ("post", "POST")] {
         m.set(
             name,
-            lua.create_async_function(move |lua, (url, opts): (Value, Option<Table>)| async move {
-                let func = format!("http.{name}");
-                let opts = match opts {
-                    Some(t) => t,
-                    None => lua.create_table()?,
-                };
-                if opts.contains_key("url")? || opts.contains_key("method")? {
-                    return Err(misuse(&lua, format!("{func}: pass the url as the first argument, not in options")));
-                }
-                opts.set("url", url)?;
-                opts.set("method", method)?;
-                request(lua, &func, opts).await
-            })?,
+            lua.create_async_function(
+                move |lua, (url, opts): (Value, Option<Table>)| async move {
+                    let func = format!("http.{name}");
+                    let opts = match opts {
+                        Some(t) => t,
+                        None => lua.create_table()?,
+                    };
+                    if opts.contains_key("url")? || opts.contains_key("method")? {
+                        return Err(misuse(
+                            &lua,
+                            format!("{func}: pass the url as the first argument, not in options"),
+                        ));
+                    }
+                    opts.set("url", url)?;
+                    opts.set("method", method)?;
+                    request(lua, &func, opts).await
+                },
+            )?,
         )?;
     }
     Ok(m)
@@ -64,7 +72,10 @@ async fn request(lua: Lua, func: &str, opts: Table) -> mlua::Result<mlua::MultiV
     if !matches!(url.scheme(), "http" | "https") {
         return Err(misuse(
             &lua,
-            format!("{func}: unsupported scheme '{}' in '{url_text}' (use http or https)", url.scheme()),
+            format!(
+                "{func}: unsupported scheme '{}' in '{url_text}' (use http or https)",
+                url.scheme()
+            ),
         ));
     }
     let (client, max_body, default_timeout) = {
@@ -73,7 +84,10 @@ async fn request(lua: Lua, func: &str, opts: Table) -> mlua::Result<mlua::MultiV
         h.grants
             .check_net(host_name, url.port_or_known_default())
             .map_err(|m| misuse(&lua, format!("{func}: {m}")))?;
-        let client = h.http.get_or_init(|| build_client(&h.grants, &h.config.http.user_agent)).clone();
+        let client = h
+            .http
+            .get_or_init(|| build_client(&h.grants, &h.config.http.user_agent))
+            .clone();
         (client, h.config.http.max_body, h.config.http.timeout)
     };
     if let Some(query) = opts.get::<Option<Table>>("query")? {
@@ -111,24 +125,41 @@ async fn request(lua: Lua, func: &str, opts: Table) -> mlua::Result<mlua::MultiV
                 .map_err(|e| misuse(&lua, format!("{func}: json: {e}")))?;
             req = req.json(&v);
         }
-        (Value::String(_), _) => return Err(misuse(&lua, format!("{func}: give body or json, not both"))),
+        (Value::String(_), _) => {
+            return Err(misuse(&lua, format!("{func}: give body or json, not both")))
+        }
         (other, _) => {
-            return Err(misuse(&lua, format!("{func}: body must be a string, got {}", other.type_name())))
+            return Err(misuse(
+                &lua,
+                format!(
+                    "{func}: body must be a string, got {}",
+                    super::support::type_name(&other)
+                ),
+            ))
         }
     }
-    let error_on_status = opts.get::<Option<bool>>("error_on_status")?.unwrap_or(false);
+    let error_on_status = opts
+        .get::<Option<bool>>("error_on_status")?
+        .unwrap_or(false);
     let resp = match req.send().await {
         Ok(r) => r,
         Err(e) => return fail(&lua, error_kind(&e), describe(&e)),
     };
     let status = resp.status();
     if error_on_status && !status.is_success() {
-        return fail(&lua, "http_status", format!("{} returned {status}", resp.url()));
+        return fail(
+            &lua,
+            "http_status",
+            format!("{} returned {status}", resp.url()),
+        );
     }
     let final_url = resp.url().to_string();
     let mut headers = BTreeMap::new();
     for (k, v) in resp.headers() {
-        headers.insert(k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned());
+        headers.insert(
+            k.as_str().to_string(),
+            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+        );
     }
     let body = match read_body(resp, max_body).await {
         Ok(b) => b,
@@ -146,7 +177,10 @@ async fn request(lua: Lua, func: &str, opts: Table) -> mlua::Result<mlua::MultiV
             let body: mlua::LuaString = this.get("body")?;
             let v: serde_json::Value = serde_json::from_slice(&body.as_bytes())
                 .map_err(|e| misuse(lua, format!("response:json: body is not JSON: {e}")))?;
-            lua.to_value_with(&v, mlua::serde::SerializeOptions::new().serialize_none_to_null(true))
+            lua.to_value_with(
+                &v,
+                mlua::serde::SerializeOptions::new().serialize_none_to_null(true),
+            )
         })?,
     )?;
     Ok(mlua::MultiValue::from_iter([Value::Table(t)]))
@@ -160,7 +194,10 @@ fn build_client(grants: &Grants, user_agent: &str) -> reqwest::Client {
             return attempt.error("too many redirects (10)");
         }
         let url = attempt.url();
-        match grants.check_net(url.host_str().unwrap_or_default(), url.port_or_known_default()) {
+        match grants.check_net(
+            url.host_str().unwrap_or_default(),
+            url.port_or_known_default(),
+        ) {
             Ok(()) => attempt.follow(),
             Err(m) => attempt.error(format!("redirect refused: {m}")),
         }
@@ -172,7 +209,10 @@ fn build_client(grants: &Grants, user_agent: &str) -> reqwest::Client {
         .unwrap_or_default()
 }
 
-async fn read_body(mut resp: reqwest::Response, max: u64) -> Result<Vec<u8>, (&'static str, String)> {
+async fn read_body(
+    mut resp: reqwest::Response,
+    max: u64,
+) -> Result<Vec<u8>, (&'static str, String)> {
     let mut body = Vec::new();
     loop {
         match resp.chunk().await {
@@ -180,7 +220,10 @@ async fn read_body(mut resp: reqwest::Response, max: u64) -> Result<Vec<u8>, (&'
                 if body.len() as u64 + chunk.len() as u64 > max {
                     return Err((
                         "too_large",
-                        format!("response body exceeds http.max_body ({})", crate::units::format_bytes(max)),
+                        format!(
+                            "response body exceeds http.max_body ({})",
+                            crate::units::format_bytes(max)
+                        ),
                     ));
                 }
                 body.extend_from_slice(&chunk);

@@ -25,7 +25,10 @@ fn encode(lua: &Lua, (value, opts): (Value, Option<Table>)) -> mlua::Result<Stri
     if let Value::Function(_) | Value::Thread(_) = value {
         return Err(misuse(
             lua,
-            format!("json.encode: cannot encode a {}", value.type_name()),
+            format!(
+                "json.encode: cannot encode a {}",
+                super::support::type_name(&value)
+            ),
         ));
     }
     let json: serde_json::Value = lua
@@ -43,7 +46,10 @@ fn decode(lua: &Lua, text: Value) -> mlua::Result<Value> {
     let Value::String(text) = text else {
         return Err(misuse(
             lua,
-            format!("json.decode: expected a string, got {}", text.type_name()),
+            format!(
+                "json.decode: expected a string, got {}",
+                super::support::type_name(&text)
+            ),
         ));
     };
     let bytes = text.as_bytes();

@@ -35,11 +35,14 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
         lua.create_async_function(|lua, (key, value): (Value, Value)| async move {
             let key = required_str(&lua, "kv.set", "key", &key)?;
             if value.is_nil() {
-                return Err(misuse(&lua, "kv.set: value is nil (use kv.delete to remove a key)"));
+                return Err(misuse(
+                    &lua,
+                    "kv.set: value is nil (use kv.delete to remove a key)",
+                ));
             }
-            let json: serde_json::Value = lua
-                .from_value(value)
-                .map_err(|e| misuse(&lua, format!("kv.set: value cannot be stored as JSON: {e}")))?;
+            let json: serde_json::Value = lua.from_value(value).map_err(|e| {
+                misuse(&lua, format!("kv.set: value cannot be stored as JSON: {e}"))
+            })?;
             let (store, ns) = match open(&lua).await? {
                 Ok(v) => v,
                 Err(e) => return fail(&lua, "store", e),
@@ -68,7 +71,10 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
 }
 
 fn to_lua(lua: &Lua, v: &serde_json::Value) -> mlua::Result<Value> {
-    lua.to_value_with(v, mlua::serde::SerializeOptions::new().serialize_none_to_null(true))
+    lua.to_value_with(
+        v,
+        mlua::serde::SerializeOptions::new().serialize_none_to_null(true),
+    )
 }
 
 /// The store and this script's namespace, opening the store on first use.

@@ -39,7 +39,13 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
     Ok(m)
 }
 
-fn emit(lua: &Lua, name: &str, level: Level, msg: Value, fields: Option<Table>) -> mlua::Result<()> {
+fn emit(
+    lua: &Lua,
+    name: &str,
+    level: Level,
+    msg: Value,
+    fields: Option<Table>,
+) -> mlua::Result<()> {
     let func = format!("log.{name}");
     let msg = match &msg {
         Value::String(s) => s.to_string_lossy(),
@@ -52,7 +58,10 @@ fn emit(lua: &Lua, name: &str, level: Level, msg: Value, fields: Option<Table>) 
                 .from_value(Value::Table(t))
                 .map_err(|e| misuse(lua, format!("{func}: fields: {e}")))?;
             if !json.is_object() {
-                return Err(misuse(lua, format!("{func}: fields must be a table with string keys")));
+                return Err(misuse(
+                    lua,
+                    format!("{func}: fields must be a table with string keys"),
+                ));
             }
             json.to_string()
         }

@@ -31,7 +31,10 @@ pub fn check_options(lua: &Lua, func: &str, opts: &Table, allowed: &[&str]) -> m
             other => {
                 return Err(misuse(
                     lua,
-                    format!("{func}: option keys must be strings, got {}", other.type_name()),
+                    format!(
+                        "{func}: option keys must be strings, got {}",
+                        type_name(other)
+                    ),
                 ))
             }
         };
@@ -41,7 +44,10 @@ pub fn check_options(lua: &Lua, func: &str, opts: &Table, allowed: &[&str]) -> m
                 Some(best) => format!(" (did you mean '{best}'?)"),
                 None => format!(" (valid options: {})", allowed.join(", ")),
             };
-            return Err(misuse(lua, format!("{func}: unknown option '{name}'{hint}")));
+            return Err(misuse(
+                lua,
+                format!("{func}: unknown option '{name}'{hint}"),
+            ));
         }
     }
     Ok(())
@@ -50,12 +56,16 @@ pub fn check_options(lua: &Lua, func: &str, opts: &Table, allowed: &[&str]) -> m
 /// A duration argument: seconds as a number, or a string such as `"250ms"` or `"1h30m"`.
 pub fn duration(lua: &Lua, func: &str, what: &str, value: &Value) -> mlua::Result<Duration> {
     let parsed = match value {
-        Value::Integer(n) => crate::units::seconds(*n as f64).ok_or_else(|| format!("{n} is negative")),
-        Value::Number(n) => crate::units::seconds(*n).ok_or_else(|| format!("{n} is not a valid number of seconds")),
+        Value::Integer(n) => {
+            crate::units::seconds(*n as f64).ok_or_else(|| format!("{n} is negative"))
+        }
+        Value::Number(n) => {
+            crate::units::seconds(*n).ok_or_else(|| format!("{n} is not a valid number of seconds"))
+        }
         Value::String(s) => crate::units::parse_duration(&s.to_string_lossy()),
         other => Err(format!(
             "expected seconds or a string such as \"5m\", got {}",
-            other.type_name()
+            type_name(other)
         )),
     };
     parsed.map_err(|m| misuse(lua, format!("{func}: {what}: {m}")))
@@ -103,7 +113,16 @@ pub fn required_str(lua: &Lua, func: &str, what: &str, value: &Value) -> mlua::R
         Value::Nil => Err(misuse(lua, format!("{func}: {what} is required"))),
         other => Err(misuse(
             lua,
-            format!("{func}: {what} must be a string, got {}", other.type_name()),
+            format!("{func}: {what} must be a string, got {}", type_name(other)),
         )),
+    }
+}
+
+/// The type name Lua's `type()` would give (mlua says "integer" for integers).
+pub fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Integer(_) | Value::Number(_) => "number",
+        Value::Error(_) => "error",
+        other => other.type_name(),
     }
 }

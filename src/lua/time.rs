@@ -48,7 +48,10 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
 }
 
 /// Formats epoch seconds with strftime; default is RFC 3339 in UTC with milliseconds.
-fn format(lua: &Lua, (t, fmt, opts): (Option<f64>, Option<String>, Option<Table>)) -> mlua::Result<String> {
+fn format(
+    lua: &Lua,
+    (t, fmt, opts): (Option<f64>, Option<String>, Option<Table>),
+) -> mlua::Result<String> {
     let mut local = false;
     if let Some(opts) = &opts {
         check_options(lua, "time.format", opts, &["local"])?;
@@ -64,7 +67,8 @@ fn format(lua: &Lua, (t, fmt, opts): (Option<f64>, Option<String>, Option<Table>
         .ok_or_else(|| misuse(lua, format!("time.format: {secs} is out of range")))?;
     let Some(fmt) = fmt else {
         return Ok(if local {
-            utc.with_timezone(&Local).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            utc.with_timezone(&Local)
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
         } else {
             utc.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
         });
@@ -78,7 +82,9 @@ fn format(lua: &Lua, (t, fmt, opts): (Option<f64>, Option<String>, Option<Table>
         ));
     }
     Ok(if local {
-        utc.with_timezone(&Local).format_with_items(items.into_iter()).to_string()
+        utc.with_timezone(&Local)
+            .format_with_items(items.into_iter())
+            .to_string()
     } else {
         utc.format_with_items(items.into_iter()).to_string()
     })

@@ -69,12 +69,23 @@ pub struct SpawnTracker {
     idle: Notify,
 }
 
+/// Held by a running task; dropping it marks the task finished.
+pub struct Running(Rc<SpawnTracker>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.finished();
+    }
+}
+
 impl SpawnTracker {
-    pub fn started(&self) {
+    /// Counts a task as running until the returned guard is dropped.
+    pub fn start(self: &Rc<Self>) -> Running {
         self.running.set(self.running.get() + 1);
+        Running(self.clone())
     }
 
-    pub fn finished(&self) {
+    fn finished(&self) {
         self.running.set(self.running.get().saturating_sub(1));
         if self.running.get() == 0 {
             self.idle.notify_waiters();
@@ -189,15 +200,13 @@ pub async fn run_function(
         Ok(out)
     };
     let out = match meter.deadline.get() {
-        Some(deadline) => {
-            match tokio::time::timeout_at(deadline.into(), work).await {
-                Ok(out) => out,
-                Err(_) => Err(ScriptError::Lua {
-                    message: timeout_message(&meter),
-                    traceback: None,
-                }),
-            }
-        }
+        Some(deadline) => match tokio::time::timeout_at(deadline.into(), work).await {
+            Ok(out) => out,
+            Err(_) => Err(ScriptError::Lua {
+                message: timeout_message(&meter),
+                traceback: None,
+            }),
+        },
         None => work.await,
     };
     flush_stdout();
@@ -225,7 +234,11 @@ pub fn lua_error(lua: &Lua, err: mlua::Error, thread: Option<&Thread>) -> Script
     let message = error_message(lua, &err);
     // mlua appends the failed thread's traceback to some messages; keep one copy.
     if let Some((message, tb)) = message.split_once("\nstack traceback:") {
-        let hint = if message.contains("stack overflow") { " (runaway recursion?)" } else { "" };
+        let hint = if message.contains("stack overflow") {
+            " (runaway recursion?)"
+        } else {
+            ""
+        };
         return ScriptError::Lua {
             message: format!("{message}{hint}"),
             traceback: Some(format!("stack traceback:{tb}")),
@@ -257,6 +270,11 @@ pub fn error_message(lua: &Lua, err: &mlua::Error) -> String {
         mlua::Error::ExternalError(e) => e.to_string(),
         other => other.to_string(),
     }
+}
+
+/// Sandbox stops and `os.exit`: errors a script may not catch.
+pub fn is_fatal(err: &mlua::Error) -> bool {
+    find::<LimitExceeded>(err).is_some() || find::<ExitRequest>(err).is_some()
 }
 
 fn find<T: std::error::Error + 'static>(err: &mlua::Error) -> Option<&T> {

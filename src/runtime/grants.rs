@@ -93,7 +93,10 @@ impl Grants {
 
     /// Checks that `host` (with optional `port`) is covered by a `net:` grant.
     pub fn check_net(&self, host: &str, port: Option<u16>) -> Result<(), String> {
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
         let with_port = port.map(|p| format!("{host}:{p}"));
         let allowed = self.grants.iter().any(|g| match g {
             Grant::Net(pattern) => {
@@ -130,7 +133,9 @@ impl Grants {
 
     /// Whether an `env:<var>` grant exists.
     pub fn has_env(&self, var: &str) -> bool {
-        self.grants.iter().any(|g| matches!(g, Grant::Env(v) if v == var))
+        self.grants
+            .iter()
+            .any(|g| matches!(g, Grant::Env(v) if v == var))
     }
 
     fn where_to_add(&self) -> String {
@@ -192,7 +197,10 @@ mod tests {
     #[test]
     fn parse_accepts_the_documented_forms() {
         assert_eq!(Grant::parse("exec").unwrap(), Grant::Exec);
-        assert_eq!(Grant::parse("net:API.x.com").unwrap(), Grant::Net("api.x.com".into()));
+        assert_eq!(
+            Grant::parse("net:API.x.com").unwrap(),
+            Grant::Net("api.x.com".into())
+        );
         assert!(Grant::parse("disk:/").unwrap_err().contains("\"fs:<dir>\""));
         assert!(Grant::parse("fs:").is_err());
     }

@@ -16,8 +16,14 @@ use crate::config::Config;
 
 /// The Lua-written modules, by module name.
 pub const EMBEDDED: &[(&str, &str)] = &[
-    ("dreamos.inspect", include_str!("../../stdlib/dreamos/inspect.lua")),
-    ("dreamos.test", include_str!("../../stdlib/dreamos/test.lua")),
+    (
+        "dreamos.inspect",
+        include_str!("../../stdlib/dreamos/inspect.lua"),
+    ),
+    (
+        "dreamos.test",
+        include_str!("../../stdlib/dreamos/test.lua"),
+    ),
 ];
 
 pub fn install(lua: &Lua, config: &Config) -> mlua::Result<()> {
@@ -58,20 +64,25 @@ pub fn install(lua: &Lua, config: &Config) -> mlua::Result<()> {
     )?;
     let searchers: Table = package.get("searchers")?;
     let preload_searcher: Function = searchers.get(1)?;
-    let file_searcher = lua.create_function(move |lua, name: String| {
-        match find_module(&roots, &name) {
+    let file_searcher =
+        lua.create_function(move |lua, name: String| match find_module(&roots, &name) {
             Some(path) => {
                 let loader = load_text_file(lua, &path)?;
-                Ok((Value::Function(loader), Value::String(lua.create_string(path.display().to_string())?)))
+                Ok((
+                    Value::Function(loader),
+                    Value::String(lua.create_string(path.display().to_string())?),
+                ))
             }
             None => {
                 let tried: Vec<String> = candidates(&roots, &name)
                     .map(|p| format!("\n\tno file '{}'", p.display()))
                     .collect();
-                Ok((Value::String(lua.create_string(tried.concat())?), Value::Nil))
+                Ok((
+                    Value::String(lua.create_string(tried.concat())?),
+                    Value::Nil,
+                ))
             }
-        }
-    })?;
+        })?;
     let fresh = lua.create_table()?;
     fresh.set(1, preload_searcher)?;
     fresh.set(2, file_searcher)?;

@@ -107,8 +107,8 @@ pub fn new_state(config: Arc<Config>, opts: StateOptions) -> Result<Lua, ScriptE
     if let Some(t) = opts.timeout {
         limits.timeout = t;
     }
-    let grants = Grants::new(&limits.allow, &config.base_dir(), &opts.script)
-        .map_err(ScriptError::setup)?;
+    let grants =
+        Grants::new(&limits.allow, &config.base_dir(), &opts.script).map_err(ScriptError::setup)?;
     let meter = Rc::new(Meter {
         used: Cell::new(0),
         limit: limits.instruction_limit,
@@ -135,7 +135,9 @@ pub fn new_state(config: Arc<Config>, opts: StateOptions) -> Result<Lua, ScriptE
     // Generational GC: with Lua 5.4.9 the incremental collector frees finalizable objects
     // only in full cycles, so every async call's garbage piles up; generational keeps the
     // heap flat and the calls faster.
-    lua.gc_set_mode(mlua::state::GcMode::Generational(mlua::state::GcGenParams::default()));
+    lua.gc_set_mode(mlua::state::GcMode::Generational(
+        mlua::state::GcGenParams::default(),
+    ));
     let setup = |e: mlua::Error| ScriptError::setup(e.to_string());
     sandbox::trim(&lua).map_err(setup)?;
     sandbox::install_prelude(&lua).map_err(setup)?;

@@ -56,7 +56,14 @@ pub fn trim(lua: &Lua) -> mlua::Result<()> {
     g.set("debug", slim_debug)?;
 
     let os: Table = g.get("os")?;
-    for name in ["execute", "remove", "rename", "tmpname", "setlocale", "exit"] {
+    for name in [
+        "execute",
+        "remove",
+        "rename",
+        "tmpname",
+        "setlocale",
+        "exit",
+    ] {
         os.set(name, Value::Nil)?;
     }
     os.set(
@@ -67,14 +74,20 @@ pub fn trim(lua: &Lua) -> mlua::Result<()> {
                 Value::Boolean(false) => 1,
                 Value::Integer(n) => n as i32,
                 Value::Number(n) => n as i32,
-                _ => return Err(mlua::Error::runtime("os.exit: code must be a number or boolean")),
+                _ => {
+                    return Err(mlua::Error::runtime(
+                        "os.exit: code must be a number or boolean",
+                    ))
+                }
             };
             Err(mlua::Error::external(ExitRequest(code)))
         })?,
     )?;
 
     let io: Table = g.get("io")?;
-    for name in ["open", "popen", "lines", "input", "output", "tmpfile", "close"] {
+    for name in [
+        "open", "popen", "lines", "input", "output", "tmpfile", "close",
+    ] {
         io.set(name, Value::Nil)?;
     }
     for name in ["dofile", "loadfile"] {
@@ -100,7 +113,25 @@ pub fn install_prelude(lua: &Lua) -> mlua::Result<()> {
             co.get::<Function>("status")?,
             co.get::<Function>("close")?,
             load,
+            g.get::<Function>("pcall")?,
+            g.get::<Function>("xpcall")?,
+            lua.create_function(clean_error)?,
         ))
+}
+
+/// For the prelude: turns an error value from Rust into its plain message, and says
+/// whether it is a sandbox stop that must not be caught.
+fn clean_error(lua: &Lua, value: Value) -> mlua::Result<(Value, bool)> {
+    let Value::Error(err) = &value else {
+        return Ok((value, false));
+    };
+    let fatal = super::driver::is_fatal(err);
+    let message = super::driver::error_message(lua, err);
+    let message = message
+        .split_once("\nstack traceback:")
+        .map(|(m, _)| m.to_string())
+        .unwrap_or(message);
+    Ok((Value::String(lua.create_string(message)?), fatal))
 }
 
 pub fn install_hook(lua: &Lua, meter: Rc<Meter>) -> mlua::Result<()> {

@@ -59,9 +59,15 @@ fn handle(stream: TcpStream, port: u16) {
     let body = String::from_utf8_lossy(&body).to_string();
     let route = path.split('?').next().unwrap_or("/").to_string();
     let (status, extra, content_type, payload) = match route.as_str() {
-        "/json" => (200, String::new(), "application/json", r#"{"hello":"world"}"#.to_string()),
+        "/json" => (
+            200,
+            String::new(),
+            "application/json",
+            r#"{"hello":"world"}"#.to_string(),
+        ),
         "/echo" => {
-            let v = serde_json::json!({"method": method, "path": path, "body": body, "token": token});
+            let v =
+                serde_json::json!({"method": method, "path": path, "body": body, "token": token});
             (200, String::new(), "application/json", v.to_string())
         }
         "/slow" => {
@@ -78,7 +84,12 @@ fn handle(stream: TcpStream, port: u16) {
             let code = r.trim_start_matches("/status/").parse().unwrap_or(500);
             (code, String::new(), "text/plain", format!("status {code}"))
         }
-        _ => (200, String::new(), "text/plain", "hello from the fake server".to_string()),
+        _ => (
+            200,
+            String::new(),
+            "text/plain",
+            "hello from the fake server".to_string(),
+        ),
     };
     let response = format!(
         "HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{payload}",
