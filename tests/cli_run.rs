@@ -16,7 +16,10 @@ fn dreamos(dir: &Path) -> Command {
 
 fn run_code(code: &str) -> Output {
     let dir = tempfile::tempdir().expect("tempdir");
-    dreamos(dir.path()).args(["run", "-e", code]).output().expect("run")
+    dreamos(dir.path())
+        .args(["run", "-e", code])
+        .output()
+        .expect("run")
 }
 
 fn stderr(out: &Output) -> String {
@@ -30,8 +33,15 @@ fn stdout(out: &Output) -> String {
 #[test]
 fn runs_a_file_with_arguments() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("args.lua"), "print(arg[0], arg[1], arg[2], #arg)").unwrap();
-    let out = dreamos(dir.path()).args(["run", "args.lua", "one", "--two"]).output().unwrap();
+    std::fs::write(
+        dir.path().join("args.lua"),
+        "print(arg[0], arg[1], arg[2], #arg)",
+    )
+    .unwrap();
+    let out = dreamos(dir.path())
+        .args(["run", "args.lua", "one", "--two"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "args.lua\tone\t--two\t2\n");
 }
@@ -41,7 +51,10 @@ fn finds_scripts_by_name_on_the_script_paths() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("scripts")).unwrap();
     std::fs::write(dir.path().join("scripts/report.lua"), "print('report ran')").unwrap();
-    let out = dreamos(dir.path()).args(["run", "report"]).output().unwrap();
+    let out = dreamos(dir.path())
+        .args(["run", "report"])
+        .output()
+        .unwrap();
     assert_eq!(stdout(&out), "report ran\n", "{}", stderr(&out));
 }
 
@@ -60,10 +73,16 @@ fn runtime_error_shows_file_line_and_traceback() {
         "local function inner()\n  error('went wrong')\nend\ninner()\n",
     )
     .unwrap();
-    let out = dreamos(dir.path()).args(["run", "bad.lua"]).output().unwrap();
+    let out = dreamos(dir.path())
+        .args(["run", "bad.lua"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.starts_with("error: bad.lua:2: went wrong\nstack traceback:"), "{err}");
+    assert!(
+        err.starts_with("error: bad.lua:2: went wrong\nstack traceback:"),
+        "{err}"
+    );
     assert!(err.contains("bad.lua:4: in main chunk"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
@@ -73,7 +92,9 @@ fn misuse_of_a_module_points_at_the_calling_line() {
     let out = run_code("local json = require('dreamos.json')\njson.encode({}, {indent = 2})");
     let err = stderr(&out);
     assert!(
-        err.starts_with("error: (command line):2: json.encode: unknown option 'indent' (valid options: pretty)"),
+        err.starts_with(
+            "error: (command line):2: json.encode: unknown option 'indent' (valid options: pretty)"
+        ),
         "{err}"
     );
 }
@@ -82,7 +103,11 @@ fn misuse_of_a_module_points_at_the_calling_line() {
 fn error_inside_a_coroutine_is_reported_with_its_line() {
     let out = run_code("local co = coroutine.wrap(function()\n  error('in coroutine')\nend)\nco()");
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("(command line):2: in coroutine"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("(command line):2: in coroutine"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -95,7 +120,10 @@ fn os_exit_sets_the_exit_status() {
 #[test]
 fn missing_script_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dreamos(dir.path()).args(["run", "nope.lua"]).output().unwrap();
+    let out = dreamos(dir.path())
+        .args(["run", "nope.lua"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         stderr(&out),
@@ -108,10 +136,16 @@ fn check_reports_syntax_errors_without_running() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("good.lua"), "os.exit(9)").unwrap();
     std::fs::write(dir.path().join("broken.lua"), "local x = \nprint(\n").unwrap();
-    let out = dreamos(dir.path()).args(["check", "good.lua"]).output().unwrap();
+    let out = dreamos(dir.path())
+        .args(["check", "good.lua"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     assert_eq!(stdout(&out), "good.lua: ok\n");
-    let out = dreamos(dir.path()).args(["check", "good.lua", "broken.lua"]).output().unwrap();
+    let out = dreamos(dir.path())
+        .args(["check", "good.lua", "broken.lua"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.starts_with("broken.lua:3:"), "{err}");
@@ -129,14 +163,22 @@ fn non_utf8_output_passes_through_unchanged() {
 fn unsupported_url_scheme_is_refused() {
     let out = run_code("require('dreamos.http').get('file:///etc/passwd')");
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("http.get: unsupported scheme 'file'"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("http.get: unsupported scheme 'file'"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn huge_json_input_is_an_error_not_a_crash() {
     let out = run_code("require('dreamos.json').decode(string.rep('[', 10000000))");
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("json.decode: invalid JSON: recursion limit exceeded"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("json.decode: invalid JSON: recursion limit exceeded"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 mod config {
@@ -146,15 +188,26 @@ mod config {
     fn malformed_toml_names_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("dreamos.toml"), "[log]\nlevel = \"info\n").unwrap();
-        let out = dreamos(dir.path()).args(["run", "-e", "print(1)"]).output().unwrap();
+        let out = dreamos(dir.path())
+            .args(["run", "-e", "print(1)"])
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(2));
-        assert!(stderr(&out).starts_with("error: dreamos.toml:2:"), "{}", stderr(&out));
+        assert!(
+            stderr(&out).starts_with("error: dreamos.toml:2:"),
+            "{}",
+            stderr(&out)
+        );
     }
 
     #[test]
     fn unknown_key_suggests_the_intended_one() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("custom.toml"), "[sandbox]\ntimeot = \"5s\"\n").unwrap();
+        std::fs::write(
+            dir.path().join("custom.toml"),
+            "[sandbox]\ntimeot = \"5s\"\n",
+        )
+        .unwrap();
         let out = dreamos(dir.path())
             .args(["--config", "custom.toml", "run", "-e", "print(1)"])
             .output()
@@ -172,7 +225,11 @@ mod config {
         let out = dreamos(dir.path())
             .env("DREAMOS_CONFIG", "alt.toml")
             .env("DREAMOS_SANDBOX_MEMORY_LIMIT", "32MiB")
-            .args(["run", "-e", "local c = require('dreamos').config print(c.log.keep, c.sandbox.memory_limit)"])
+            .args([
+                "run",
+                "-e",
+                "local c = require('dreamos').config print(c.log.keep, c.sandbox.memory_limit)",
+            ])
             .output()
             .unwrap();
         assert_eq!(stdout(&out), "3\t33554432\n", "{}", stderr(&out));
@@ -187,7 +244,11 @@ mod config {
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(2));
-        assert!(stderr(&out).contains("DREAMOS_LOG_KEEP"), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("DREAMOS_LOG_KEEP"),
+            "{}",
+            stderr(&out)
+        );
     }
 }
 
@@ -215,18 +276,32 @@ mod sandbox {
         let dir = tempfile::tempdir().unwrap();
         let out = dreamos(dir.path())
             .env("DREAMOS_SANDBOX_INSTRUCTION_LIMIT", "1000000")
-            .args(["run", "-e", "while true do pcall(function() while true do end end) end"])
+            .args([
+                "run",
+                "-e",
+                "while true do pcall(function() while true do end end) end",
+            ])
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(1));
-        assert!(stderr(&out).contains("instruction limit"), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("instruction limit"),
+            "{}",
+            stderr(&out)
+        );
     }
 
     #[test]
     fn a_memory_bomb_hits_the_memory_limit() {
         let dir = tempfile::tempdir().unwrap();
         let out = dreamos(dir.path())
-            .args(["run", "--memory", "16MiB", "-e", "local t = {} while true do t[#t+1] = string.rep('x', 4096) .. #t end"])
+            .args([
+                "run",
+                "--memory",
+                "16MiB",
+                "-e",
+                "local t = {} while true do t[#t+1] = string.rep('x', 4096) .. #t end",
+            ])
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(1));
@@ -241,14 +316,24 @@ mod sandbox {
     fn runaway_recursion_is_a_stack_overflow() {
         let out = run_code("local function r() return 1 + r() end\nr()");
         assert_eq!(out.status.code(), Some(1));
-        assert!(stderr(&out).contains("stack overflow (runaway recursion?)"), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("stack overflow (runaway recursion?)"),
+            "{}",
+            stderr(&out)
+        );
     }
 
     #[test]
     fn a_sleeping_script_hits_the_wall_clock_timeout() {
         let dir = tempfile::tempdir().unwrap();
         let out = dreamos(dir.path())
-            .args(["run", "--timeout", "200ms", "-e", "require('dreamos.time').sleep(60)"])
+            .args([
+                "run",
+                "--timeout",
+                "200ms",
+                "-e",
+                "require('dreamos.time').sleep(60)",
+            ])
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(1));
@@ -262,9 +347,17 @@ mod sandbox {
     #[test]
     fn a_denied_call_names_the_missing_grant() {
         let out = run_code("require('dreamos.exec').run{cmd = 'true'}");
-        assert!(stderr(&out).contains("starting processes denied: add \"exec\""), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("starting processes denied: add \"exec\""),
+            "{}",
+            stderr(&out)
+        );
         let out = run_code("require('dreamos.fs').read('/etc/hostname')");
-        assert!(stderr(&out).contains("add \"fs:/etc/\""), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("add \"fs:/etc/\""),
+            "{}",
+            stderr(&out)
+        );
     }
 
     #[test]
@@ -278,11 +371,21 @@ mod sandbox {
         let code = "print(require('dreamos.exec').run{cmd = 'echo', args = {'hi'}}.stdout)";
         std::fs::write(dir.path().join("trusted.lua"), code).unwrap();
         std::fs::write(dir.path().join("other.lua"), code).unwrap();
-        let out = dreamos(dir.path()).args(["run", "trusted.lua"]).output().unwrap();
+        let out = dreamos(dir.path())
+            .args(["run", "trusted.lua"])
+            .output()
+            .unwrap();
         assert_eq!(stdout(&out), "hi\n\n", "{}", stderr(&out));
-        let out = dreamos(dir.path()).args(["run", "other.lua"]).output().unwrap();
+        let out = dreamos(dir.path())
+            .args(["run", "other.lua"])
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(1));
-        assert!(stderr(&out).contains("[sandbox.scripts.\"other.lua\"]"), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("[sandbox.scripts.\"other.lua\"]"),
+            "{}",
+            stderr(&out)
+        );
     }
 }
 
@@ -305,7 +408,10 @@ fn log_lines_land_in_the_json_file_with_the_script_name() {
         "require('dreamos.log').info('report sent', {items = 3})",
     )
     .unwrap();
-    let out = dreamos(dir.path()).args(["run", "job.lua"]).output().unwrap();
+    let out = dreamos(dir.path())
+        .args(["run", "job.lua"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let text = std::fs::read_to_string(dir.path().join("logs/dreamos.jsonl")).unwrap();
     let record: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();

@@ -16,12 +16,18 @@ fn every_example_runs() {
         .filter(|p| p.extension().is_some_and(|x| x == "lua"))
         .collect();
     examples.sort();
-    assert!(examples.len() >= 5, "examples/ should hold the documented scripts");
+    assert!(
+        examples.len() >= 5,
+        "examples/ should hold the documented scripts"
+    );
     let readme = std::fs::read_to_string(root.join("examples/README.md")).unwrap();
     let mut failures = Vec::new();
     for path in examples {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        assert!(readme.contains(&format!("`{name}`")), "{name} is not listed in examples/README.md");
+        assert!(
+            readme.contains(&format!("`{name}`")),
+            "{name} is not listed in examples/README.md"
+        );
         let dir = tempfile::tempdir().unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_dreamos"));
         cmd.current_dir(dir.path())
@@ -37,7 +43,10 @@ fn every_example_runs() {
         }
         let out = cmd.output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
-        println!("== {name}\n{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        println!(
+            "== {name}\n{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         if !out.status.success() || stdout.trim().is_empty() {
             failures.push(name);
         }
@@ -54,9 +63,15 @@ fn the_kv_example_counts_across_runs() {
             .current_dir(dir.path())
             .env_remove("DREAMOS_CONFIG")
             .args(["run", "kv.lua"])
-            .env("DREAMOS_RUNTIME_SCRIPT_PATHS", format!("[\"{}\"]", root.join("examples").display()))
+            .env(
+                "DREAMOS_RUNTIME_SCRIPT_PATHS",
+                format!("[\"{}\"]", root.join("examples").display()),
+            )
             .output()
             .unwrap();
-        assert!(String::from_utf8_lossy(&out.stdout).contains(expected), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(expected),
+            "{out:?}"
+        );
     }
 }

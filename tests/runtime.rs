@@ -30,7 +30,9 @@ fn a_thousand_sleeping_tasks_take_one_second_not_a_thousand() {
             for _, h in ipairs(hs) do sum = sum + h:join() end
             return sum
         "#;
-        let out = runtime::run_chunk(&lua, code.as_bytes(), "=t", &[]).await.unwrap();
+        let out = runtime::run_chunk(&lua, code.as_bytes(), "=t", &[])
+            .await
+            .unwrap();
         let sum: i64 = out.into_iter().next().and_then(|v| v.as_i64()).unwrap();
         assert_eq!(sum, 500_500);
         let elapsed = start.elapsed();
@@ -48,10 +50,15 @@ fn memory_stays_flat_over_a_million_async_calls() {
     local.block_on(&rt, async {
         let lua = runtime::new_state(Arc::new(Config::default()), StateOptions::new("t")).unwrap();
         let warm = r#"local time = require("dreamos.time") for _ = 1, 10000 do time.sleep(0) end"#;
-        runtime::run_chunk(&lua, warm.as_bytes(), "=warm", &[]).await.unwrap();
+        runtime::run_chunk(&lua, warm.as_bytes(), "=warm", &[])
+            .await
+            .unwrap();
         let before = lua.used_memory();
-        let code = r#"local time = require("dreamos.time") for _ = 1, 1000000 do time.sleep(0) end"#;
-        runtime::run_chunk(&lua, code.as_bytes(), "=t", &[]).await.unwrap();
+        let code =
+            r#"local time = require("dreamos.time") for _ = 1, 1000000 do time.sleep(0) end"#;
+        runtime::run_chunk(&lua, code.as_bytes(), "=t", &[])
+            .await
+            .unwrap();
         let after = lua.used_memory();
         assert!(
             after < before + 4 * 1024 * 1024,

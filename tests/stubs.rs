@@ -32,12 +32,19 @@ fn every_registered_function_has_a_stub() {
                 let key = key.to_string_lossy();
                 let declared = format!("function {short}.{key}(");
                 if !stub.contains(&declared) {
-                    missing.push(format!("{name}.{key}: no `{declared}` in {}", file.display()));
+                    missing.push(format!(
+                        "{name}.{key}: no `{declared}` in {}",
+                        file.display()
+                    ));
                 }
             }
         }
     }
-    assert!(missing.is_empty(), "functions without stubs:\n{}", missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "functions without stubs:\n{}",
+        missing.join("\n")
+    );
 }
 
 #[test]
@@ -45,6 +52,9 @@ fn init_ships_every_stub_file() {
     let shipped: Vec<&str> = dreamos::cli::init::META.iter().map(|(n, _)| *n).collect();
     for entry in std::fs::read_dir(meta_dir()).unwrap() {
         let name = entry.unwrap().file_name().to_string_lossy().into_owned();
-        assert!(shipped.contains(&name.as_str()), "{name} is not in cli::init::META");
+        assert!(
+            shipped.contains(&name.as_str()),
+            "{name} is not in cli::init::META"
+        );
     }
 }
