@@ -420,3 +420,52 @@ fn log_lines_land_in_the_json_file_with_the_script_name() {
     assert_eq!(record["items"], 3);
     assert_eq!(record["level"], "INFO");
 }
+
+#[test]
+fn require_finds_user_modules_on_the_script_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("scripts/lib")).unwrap();
+    std::fs::write(
+        dir.path().join("scripts/lib/greet.lua"),
+        "local M = {}\nfunction M.hi(n) return 'hi ' .. n end\nfunction M.bad() error('bad module call') end\nreturn M\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("main.lua"),
+        "local greet = require('lib.greet')\nprint(greet.hi('ada'))\ngreet.bad()\n",
+    )
+    .unwrap();
+    let out = dreamos(dir.path())
+        .args(["run", "main.lua"])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&out), "hi ada\n");
+    assert!(
+        stderr(&out).contains("scripts/lib/greet.lua:3: bad module call"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run_code("require('no.such.module')");
+    assert!(
+        stderr(&out).contains("module 'no.such.module' not found"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_syntax_error_stops_run_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("broken.lua"), "print('a')\nlocal = 5\n").unwrap();
+    let out = dreamos(dir.path())
+        .args(["run", "broken.lua"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).is_empty(), "nothing ran");
+    assert!(
+        stderr(&out).starts_with("error: broken.lua:2:"),
+        "{}",
+        stderr(&out)
+    );
+}

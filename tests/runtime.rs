@@ -66,3 +66,42 @@ fn memory_stays_flat_over_a_million_async_calls() {
         );
     });
 }
+
+#[test]
+fn one_script_hitting_a_limit_leaves_the_others_running() {
+    let rt = paused_runtime();
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async {
+        let config = Arc::new(Config::default());
+        let bomb = runtime::new_state(
+            config.clone(),
+            StateOptions {
+                memory_limit: Some(8 * 1024 * 1024),
+                ..StateOptions::new("bomb.lua")
+            },
+        )
+        .unwrap();
+        let worker = runtime::new_state(config, StateOptions::new("worker.lua")).unwrap();
+        let bombing = runtime::run_chunk(
+            &bomb,
+            b"local t = {} while true do t[#t + 1] = string.rep('x', 1024) .. #t end",
+            "@bomb.lua",
+            &[],
+        );
+        let working = runtime::run_chunk(
+            &worker,
+            b"local time = require('dreamos.time') local n = 0 for i = 1, 100 do time.sleep(0.01) n = n + i end return n",
+            "@worker.lua",
+            &[],
+        );
+        let (bombed, worked) = tokio::join!(bombing, working);
+        let err = bombed.unwrap_err().to_string();
+        assert!(err.contains("memory limit of 8 MiB exceeded"), "{err}");
+        let n = worked.unwrap().into_iter().next().and_then(|v| v.as_i64());
+        assert_eq!(n, Some(5050));
+        // The state that hit its limit is still usable once the work that filled it is gone.
+        bomb.gc_collect().unwrap();
+        let again = runtime::run_chunk(&bomb, b"return 1 + 1", "=again", &[]).await.unwrap();
+        assert_eq!(again.into_iter().next().and_then(|v| v.as_i64()), Some(2));
+    });
+}

@@ -22,6 +22,10 @@ fn encode(lua: &Lua, (value, opts): (Value, Option<Table>)) -> mlua::Result<Stri
         check_options(lua, "json.encode", opts, &["pretty"])?;
         pretty = opts.get::<Option<bool>>("pretty")?.unwrap_or(false);
     }
+    if !pretty {
+        return super::json_encode::encode(lua, &value)
+            .map_err(|m| misuse(lua, format!("json.encode: {m}")));
+    }
     if let Value::Function(_) | Value::Thread(_) = value {
         return Err(misuse(
             lua,

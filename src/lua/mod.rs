@@ -15,6 +15,7 @@ pub mod exec;
 pub mod fs;
 pub mod http;
 pub mod json;
+mod json_encode;
 pub mod kv;
 pub mod log;
 pub mod support;

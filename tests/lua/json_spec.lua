@@ -31,6 +31,23 @@ t.describe("json", function()
     t.raises(function() json.decode(string.rep("[", 100000)) end, "json.decode: invalid JSON")
   end)
 
+  t.it("encodes compactly with sorted keys and escapes", function()
+    t.eq(json.encode({ b = 1, a = { 1, 2.5, "x" }, c = json.null }), '{"a":[1,2.5,"x"],"b":1,"c":null}')
+    t.eq(json.encode({ [1] = "a", [3] = "c" }), '{"1":"a","3":"c"}')
+    t.eq(json.encode("line\n\"q\"\1"), '"line\\n\\"q\\"\\u0001"')
+    t.eq(json.encode({}), "{}")
+    t.eq(json.encode(json.decode('{"k":[{},[]]}')), '{"k":[{},[]]}')
+  end)
+
+  t.it("refuses NaN, bad UTF-8 and deep nesting", function()
+    t.raises(function() json.encode(0 / 0) end, "JSON has no NaN or infinity")
+    t.raises(function() json.encode("\255") end, "not valid UTF-8")
+    local deep = {}
+    local cur = deep
+    for _ = 1, 200 do cur.x = {} cur = cur.x end
+    t.raises(function() json.encode(deep) end, "nested deeper than 128 levels")
+  end)
+
   t.it("decodes a large document", function()
     local parts = {}
     for i = 1, 100000 do parts[i] = tostring(i) end
