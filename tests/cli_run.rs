@@ -232,7 +232,7 @@ mod config {
             ])
             .output()
             .unwrap();
-        assert_eq!(stdout(&out), "3\t33554432\n", "{}", stderr(&out));
+        assert_eq!(stdout(&out), "3\t32MiB\n", "{}", stderr(&out));
     }
 
     #[test]

@@ -5,39 +5,55 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-use crate::units::{format_duration, parse_bytes, parse_duration, seconds};
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BusConfig {
     /// Largest payload (serialized JSON, plus headers) that `send` and `publish` accept.
     /// Default `"1MiB"`.
-    #[serde(deserialize_with = "de_bytes", serialize_with = "ser_bytes")]
+    #[serde(
+        deserialize_with = "crate::units::serde::de_bytes",
+        serialize_with = "crate::units::serde::ser_bytes"
+    )]
     pub max_payload: u64,
     /// Deliveries a message gets before it goes to the dead-letter queue, unless `send`
     /// says otherwise. Default 5.
     pub max_attempts: u32,
     /// Delay before the first retry of a failed message; it doubles with each attempt
     /// (with jitter: the actual delay is between half and all of it). Default `"1s"`.
-    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    #[serde(
+        deserialize_with = "crate::units::serde::de_duration",
+        serialize_with = "crate::units::serde::ser_duration"
+    )]
     pub backoff_base: Duration,
     /// Ceiling on that delay. Default `"5m"`.
-    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    #[serde(
+        deserialize_with = "crate::units::serde::de_duration",
+        serialize_with = "crate::units::serde::ser_duration"
+    )]
     pub backoff_max: Duration,
     /// How long a consumer holds a message before it is given to someone else (the
     /// consumer is presumed dead). Default `"30s"`.
-    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    #[serde(
+        deserialize_with = "crate::units::serde::de_duration",
+        serialize_with = "crate::units::serde::ser_duration"
+    )]
     pub visibility_timeout: Duration,
     /// Acknowledged (and expired) messages older than this are pruned from history.
     /// Pending and dead-letter messages are never pruned. Default `"7d"`.
-    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    #[serde(
+        deserialize_with = "crate::units::serde::de_duration",
+        serialize_with = "crate::units::serde::ser_duration"
+    )]
     pub retention_age: Duration,
     /// At most this many acknowledged (and expired) messages are kept. Default 100000.
     pub retention_count: u64,
     /// How often the daemon applies retention. Default `"1m"`.
-    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    #[serde(
+        deserialize_with = "crate::units::serde::de_duration",
+        serialize_with = "crate::units::serde::ser_duration"
+    )]
     pub retention_interval: Duration,
     /// Where `dreamos bus export` writes, relative to the working directory.
     /// Default `"data/message_history.json"`.
@@ -97,61 +113,6 @@ impl BusConfig {
             );
         }
         Ok(())
-    }
-}
-
-/// A duration as `"30s"`-style text or a number of seconds.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum DurationValue {
-    Text(String),
-    Seconds(f64),
-}
-
-fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    match DurationValue::deserialize(d)? {
-        DurationValue::Text(t) => parse_duration(&t).map_err(serde::de::Error::custom),
-        DurationValue::Seconds(s) => seconds(s).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "invalid duration {s}: use a non-negative number of seconds or \"30s\", \"5m\""
-            ))
-        }),
-    }
-}
-
-/// Written back the way people write it (`"30s"`, `"7d"`), so `dreamos config` output
-/// reads like the file.
-/// Values the text form cannot hold exactly (`1.5s`) are written as seconds.
-fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    let whole_ms_below_a_second = d.as_secs() == 0 && d.subsec_nanos().is_multiple_of(1_000_000);
-    if d.subsec_nanos() == 0 || whole_ms_below_a_second {
-        s.serialize_str(&format_duration(*d))
-    } else {
-        s.serialize_f64(d.as_secs_f64())
-    }
-}
-
-/// Exact sizes in the largest binary unit that divides them (`"1MiB"`), else bytes.
-fn ser_bytes<S: Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error> {
-    for (unit, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-        if *n >= size && n.is_multiple_of(size) {
-            return s.serialize_str(&format!("{}{unit}", n / size));
-        }
-    }
-    s.serialize_u64(*n)
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum BytesValue {
-    Text(String),
-    Bytes(u64),
-}
-
-fn de_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    match BytesValue::deserialize(d)? {
-        BytesValue::Text(t) => parse_bytes(&t).map_err(serde::de::Error::custom),
-        BytesValue::Bytes(n) => Ok(n),
     }
 }
 

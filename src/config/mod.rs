@@ -16,9 +16,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
-use crate::units;
+use crate::units::serde as units;
 
 mod errors;
 pub use errors::did_you_mean;
@@ -73,12 +73,18 @@ impl Default for RuntimeConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SandboxConfig {
-    #[serde(deserialize_with = "de_bytes")]
+    #[serde(
+        deserialize_with = "units::de_bytes",
+        serialize_with = "units::ser_bytes"
+    )]
     pub memory_limit: u64,
     /// Lua VM instructions a script may run between two suspensions (a sleep, an I/O wait).
     pub instruction_limit: u64,
     /// Wall-clock limit for `dreamos run`; "0" means none.
-    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    #[serde(
+        deserialize_with = "units::de_duration",
+        serialize_with = "units::ser_duration"
+    )]
     pub timeout: Duration,
     /// Capabilities: `fs:<dir>`, `net:<host>`, `net:*`, `exec`, `env:<VAR>`.
     pub allow: Vec<String>,
@@ -101,12 +107,15 @@ impl Default for SandboxConfig {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScriptOverride {
-    #[serde(deserialize_with = "de_opt_bytes")]
+    #[serde(
+        deserialize_with = "units::de_opt_bytes",
+        serialize_with = "units::ser_opt_bytes"
+    )]
     pub memory_limit: Option<u64>,
     pub instruction_limit: Option<u64>,
     #[serde(
-        deserialize_with = "de_opt_duration",
-        serialize_with = "ser_opt_duration"
+        deserialize_with = "units::de_opt_duration",
+        serialize_with = "units::ser_opt_duration"
     )]
     pub timeout: Option<Duration>,
     pub allow: Vec<String>,
@@ -123,12 +132,21 @@ pub struct LogConfig {
     pub console: String,
     /// Directory of the JSON-lines files; empty disables file logging.
     pub dir: PathBuf,
-    #[serde(deserialize_with = "de_bytes")]
+    #[serde(
+        deserialize_with = "units::de_bytes",
+        serialize_with = "units::ser_bytes"
+    )]
     pub max_size: u64,
     pub keep: usize,
-    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    #[serde(
+        deserialize_with = "units::de_duration",
+        serialize_with = "units::ser_duration"
+    )]
     pub archive_after: Duration,
-    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    #[serde(
+        deserialize_with = "units::de_duration",
+        serialize_with = "units::ser_duration"
+    )]
     pub delete_after: Duration,
 }
 
@@ -171,11 +189,17 @@ impl Default for StoreConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
-    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    #[serde(
+        deserialize_with = "units::de_duration",
+        serialize_with = "units::ser_duration"
+    )]
     pub timeout: Duration,
     pub user_agent: String,
     /// Largest response body `dreamos.http` reads into memory.
-    #[serde(deserialize_with = "de_bytes")]
+    #[serde(
+        deserialize_with = "units::de_bytes",
+        serialize_with = "units::ser_bytes"
+    )]
     pub max_body: u64,
 }
 
@@ -349,88 +373,6 @@ impl Config {
             limits.allow.extend(o.allow.iter().cloned());
         }
         limits
-    }
-}
-
-/// Durations are shown to Lua and in `--print-config` as seconds.
-fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(d.as_secs_f64())
-}
-
-fn ser_opt_duration<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-    match d {
-        Some(d) => s.serialize_f64(d.as_secs_f64()),
-        None => s.serialize_none(),
-    }
-}
-
-/// Accepts `"64MiB"` or a plain integer of bytes.
-fn de_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    d.deserialize_any(UnitVisitor::Bytes)
-}
-
-fn de_opt_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    de_bytes(d).map(Some)
-}
-
-/// Accepts `"1h30m"`, `"250ms"` or a number of seconds.
-fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    d.deserialize_any(UnitVisitor::Duration)
-        .map(Duration::from_micros)
-}
-
-fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    de_duration(d).map(Some)
-}
-
-/// One visitor for both unit kinds, so a wrong type (a boolean, a table) gets a message
-/// saying what is accepted. Durations come out in microseconds.
-#[derive(Clone, Copy)]
-enum UnitVisitor {
-    Bytes,
-    Duration,
-}
-
-impl<'de> serde::de::Visitor<'de> for UnitVisitor {
-    type Value = u64;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        match self {
-            UnitVisitor::Bytes => f.write_str("a size such as \"64MiB\" or a number of bytes"),
-            UnitVisitor::Duration => {
-                f.write_str("a duration such as \"30s\", \"1h30m\" or a number of seconds")
-            }
-        }
-    }
-
-    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<u64, E> {
-        if v < 0 {
-            return Err(E::custom(format!("{v} is negative")));
-        }
-        self.visit_f64(v as f64)
-    }
-
-    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u64, E> {
-        self.visit_f64(v as f64)
-    }
-
-    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<u64, E> {
-        match self {
-            UnitVisitor::Bytes if v.fract() == 0.0 && v >= 0.0 => Ok(v as u64),
-            UnitVisitor::Bytes => Err(E::custom(format!("{v} is not a whole number of bytes"))),
-            UnitVisitor::Duration => units::seconds(v)
-                .map(|d| d.as_micros() as u64)
-                .ok_or_else(|| E::custom(format!("{v} is not a valid number of seconds"))),
-        }
-    }
-
-    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<u64, E> {
-        match self {
-            UnitVisitor::Bytes => units::parse_bytes(v).map_err(E::custom),
-            UnitVisitor::Duration => units::parse_duration(v)
-                .map(|d| d.as_micros() as u64)
-                .map_err(E::custom),
-        }
     }
 }
 

@@ -24,7 +24,7 @@ function TaskHandle:done() end
 
 ---@class dreamos
 ---@field version string  the dreamos version, e.g. "0.1.0"
----@field config table    read-only view of the loaded configuration (durations in seconds, sizes in bytes); assigning raises
+---@field config table    read-only view of the loaded configuration; durations and sizes as in dreamos.toml ("30s", "64MiB"; time.duration converts); assigning raises
 local dreamos = {}
 
 --- Runs `fn(...)` as a concurrent task in this script's state. `dreamos run` waits for

@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+pub mod serde;
+
 /// Parses a duration written as units (`"1h30m"`, `"250ms"`, `"2d"`) or as a number of
 /// seconds (`"1.5"`). Whitespace between parts is allowed.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
