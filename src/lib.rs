@@ -7,11 +7,13 @@
 //! - [`lua`]: the Lua-facing layer, one file per `dreamos.<name>` module; thin bindings only.
 //! - [`logging`]: tracing setup, rotating JSON-lines files, gzip archival and retention.
 //! - [`store`]: persistence behind traits; SQLite (WAL, group commit) is the embedded default.
+//! - [`agents`]: the supervisor — lifecycle, restart and idle policies, the `Agent` trait.
 //! - [`bus`]: the durable message bus (plain Rust, no mlua).
 //! - [`tasks`]: the task store and its state machine (plain Rust, no mlua).
 //! - [`cli`]: one file per subcommand family; `main.rs` only parses and dispatches.
 //! - [`units`]: durations and byte sizes as users write them.
 
+pub mod agents;
 pub mod bus;
 pub mod cli;
 pub mod config;

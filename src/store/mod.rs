@@ -15,6 +15,7 @@
 //! Time is always passed in by the caller as milliseconds since the Unix epoch ([`Millis`]):
 //! the bus owns the clock (tokio time, so tests can pause it), the store only records.
 
+pub mod agent_types;
 pub mod bus_types;
 pub mod sqlite;
 
@@ -23,6 +24,7 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
+pub use agent_types::*;
 pub use bus_types::*;
 pub use sqlite::SqliteStore;
 

@@ -13,6 +13,7 @@
 //! Other backends' files sit beside this one: [`bus`] and [`kv`] implement the store traits;
 //! a domain adds its own file and appends its schema to [`MIGRATIONS`].
 
+mod agents;
 mod bus;
 mod kv;
 
@@ -46,6 +47,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 2,
         name: "key/value state",
         sql: kv::SCHEMA,
+    },
+    Migration {
+        version: 4,
+        name: "agent transitions and state",
+        sql: agents::SCHEMA,
     },
 ];
 

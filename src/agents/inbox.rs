@@ -1,0 +1,81 @@
+//! Where an agent's messages come from. In the daemon that is its durable bus inbox
+//! (`agent:<name>`); tests hand the runner an in-memory one so they can run on a paused
+//! clock without a database.
+
+use std::time::Duration;
+
+use futures_util::future::LocalBoxFuture;
+
+use crate::bus::{Bus, Delivery};
+
+/// A source of deliveries, settled one by one.
+pub trait Inbox {
+    /// Waits for the next delivery. Must be cancel-safe: the runner drops it whenever a
+    /// tick, a timer or a command comes first.
+    fn next(&mut self) -> LocalBoxFuture<'_, Result<Delivery, String>>;
+
+    /// The handler returned normally: the message is done.
+    fn ack(&mut self, delivery: &Delivery);
+
+    /// The handler failed or the agent is going down: deliver it again later.
+    fn nack<'a>(&'a mut self, delivery: &'a Delivery, error: &'a str) -> LocalBoxFuture<'a, ()>;
+}
+
+/// Builds an inbox for each start of an agent.
+pub type InboxFactory = std::rc::Rc<dyn Fn(&str) -> Box<dyn Inbox>>;
+
+/// The agent's durable inbox on the bus.
+pub struct BusInbox {
+    bus: Bus,
+    channel: String,
+}
+
+impl BusInbox {
+    pub fn new(bus: Bus, agent: &str) -> BusInbox {
+        BusInbox {
+            bus,
+            channel: format!("agent:{agent}"),
+        }
+    }
+}
+
+/// After a store error, wait this long before asking again, so a broken database does not
+/// turn every agent into a busy loop.
+const RETRY_AFTER_ERROR: Duration = Duration::from_secs(1);
+
+impl Inbox for BusInbox {
+    fn next(&mut self) -> LocalBoxFuture<'_, Result<Delivery, String>> {
+        Box::pin(async move {
+            loop {
+                match self.bus.recv(&self.channel, None).await {
+                    Ok(Some(d)) => return Ok(d),
+                    Ok(None) => continue,
+                    Err(e) => {
+                        tokio::time::sleep(RETRY_AFTER_ERROR).await;
+                        return Err(format!("receiving from {}: {e}", self.channel));
+                    }
+                }
+            }
+        })
+    }
+
+    fn ack(&mut self, delivery: &Delivery) {
+        // The ack joins the next batch commit; the runner moves on to the next message
+        // meanwhile. If the commit fails, the message is redelivered: at-least-once.
+        let pending = self.bus.ack_queued(delivery);
+        let id = delivery.message.id;
+        tokio::spawn(async move {
+            if let Err(e) = pending.await {
+                tracing::warn!(message = id, error = %e, "ack failed; the message will be redelivered");
+            }
+        });
+    }
+
+    fn nack<'a>(&'a mut self, delivery: &'a Delivery, error: &'a str) -> LocalBoxFuture<'a, ()> {
+        Box::pin(async move {
+            if let Err(e) = self.bus.nack(delivery, error, true).await {
+                tracing::warn!(message = delivery.message.id, error = %e, "nack failed; the message returns after its visibility timeout");
+            }
+        })
+    }
+}

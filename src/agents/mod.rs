@@ -1,0 +1,35 @@
+//! Agents: supervised units of work with a lifecycle, restart policies and idle handling.
+//! Plain Rust; `lua/agent.rs` makes Lua scripts into [`Agent`]s.
+//!
+//! How the pieces fit:
+//! - [`agent`]: the [`Agent`] trait (async handlers `on_start`, `on_message`, `on_task`,
+//!   `on_tick`, `on_idle`, `on_stop`) and the [`Context`] a handler gets.
+//! - [`state`]: the lifecycle states and which steps between them are legal.
+//! - [`policy`]: restart policies (OTP's permanent/transient/temporary), restart intensity
+//!   and exponential backoff, and [`Supervision`], every per-agent knob with its default.
+//! - [`runner`]: one task per live agent — its event loop (inbox, ticks, idle nudges,
+//!   resumes, stall interruption) and what happens after each exit.
+//! - [`lifecycle`]: every transition goes to the store, to `agents.events` on the bus, and
+//!   to the shared [`AgentStatus`] that `dreamos agent list` reads.
+//! - [`inbox`]: where messages come from (the durable `agent:<name>` queue in the daemon).
+//! - [`supervisor`]: the registry of agents and the operator actions on them.
+//!
+//! Time is tokio's, so tests pause and advance it.
+
+pub mod agent;
+pub mod inbox;
+pub mod lifecycle;
+pub mod policy;
+pub mod runner;
+pub mod state;
+pub mod supervisor;
+
+#[cfg(test)]
+mod tests;
+
+pub use agent::{Agent, AgentError, Context, Factory, Handled, TaskWork};
+pub use inbox::{BusInbox, Inbox, InboxFactory};
+pub use lifecycle::{AgentStatus, Recorder, SharedStatus, EVENTS_TOPIC};
+pub use policy::{Decision, RestartPolicy, RestartTracker, Supervision};
+pub use state::AgentState;
+pub use supervisor::{Supervisor, SupervisorError};

@@ -1,0 +1,169 @@
+//! [`AgentStore`] on SQLite: an append-only transition log and one state row per agent.
+
+use futures_util::future::BoxFuture;
+use rusqlite::{params, OptionalExtension};
+
+use super::SqliteStore;
+use crate::store::{AgentStore, AgentTransition, Millis, StoreError};
+
+/// Transitions kept per agent; older ones are pruned when new ones arrive, so a crash-looping
+/// agent cannot grow the database without bound.
+const KEEP_PER_AGENT: i64 = 1000;
+
+/// Migration 4 (3 is reserved for the task store, written at the same time).
+pub(super) const SCHEMA: &str = "
+CREATE TABLE agent_transitions (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    agent      TEXT    NOT NULL,
+    from_state TEXT    NOT NULL,
+    to_state   TEXT    NOT NULL,
+    reason     TEXT    NOT NULL,
+    at         INTEGER NOT NULL
+);
+CREATE INDEX agent_transitions_by_agent ON agent_transitions (agent, id);
+CREATE TABLE agent_state (
+    agent      TEXT    PRIMARY KEY,
+    state      TEXT    NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+";
+
+impl AgentStore for SqliteStore {
+    fn record_agent_transition(&self, t: AgentTransition) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(self.write(move |txn| {
+            txn.prepare_cached(
+                "INSERT INTO agent_transitions (agent, from_state, to_state, reason, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut s| s.execute(params![t.agent, t.from, t.to, t.reason, t.at]))
+            .map_err(StoreError::sql("agents: record transition"))?;
+            let id = txn.last_insert_rowid();
+            txn.prepare_cached("DELETE FROM agent_transitions WHERE agent = ?1 AND id <= ?2")
+                .and_then(|mut s| s.execute(params![t.agent, id - KEEP_PER_AGENT]))
+                .map_err(StoreError::sql("agents: prune transitions"))?;
+            Ok(())
+        }))
+    }
+
+    fn agent_transitions(
+        &self,
+        agent: String,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<AgentTransition>, StoreError>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        Box::pin(self.read(move |conn| {
+            let mut rows = conn
+                .prepare_cached(
+                    "SELECT from_state, to_state, reason, at FROM agent_transitions
+                     WHERE agent = ?1 ORDER BY id DESC LIMIT ?2",
+                )
+                .and_then(|mut s| {
+                    s.query_map(params![agent, limit], |r| {
+                        Ok(AgentTransition {
+                            agent: agent.clone(),
+                            from: r.get(0)?,
+                            to: r.get(1)?,
+                            reason: r.get(2)?,
+                            at: r.get(3)?,
+                        })
+                    })?
+                    .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(StoreError::sql("agents: read transitions"))?;
+            rows.reverse();
+            Ok(rows)
+        }))
+    }
+
+    fn load_agent_state(
+        &self,
+        agent: String,
+    ) -> BoxFuture<'_, Result<Option<serde_json::Value>, StoreError>> {
+        Box::pin(self.read(move |conn| {
+            let text: Option<String> = conn
+                .prepare_cached("SELECT state FROM agent_state WHERE agent = ?1")
+                .and_then(|mut s| s.query_row(params![agent], |r| r.get(0)).optional())
+                .map_err(StoreError::sql("agents: load state"))?;
+            text.map(|t| {
+                serde_json::from_str(&t)
+                    .map_err(|e| StoreError::corrupt("agents: load state", format!("{agent}: {e}")))
+            })
+            .transpose()
+        }))
+    }
+
+    fn save_agent_state(
+        &self,
+        agent: String,
+        state: serde_json::Value,
+        now: Millis,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        // Serialized on the caller's side, so the writer thread only writes.
+        let text = state.to_string();
+        Box::pin(self.write(move |txn| {
+            txn.prepare_cached(
+                "INSERT INTO agent_state (agent, state, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (agent) DO UPDATE SET state = excluded.state,
+                     updated_at = excluded.updated_at",
+            )
+            .and_then(|mut s| s.execute(params![agent, text, now]))
+            .map_err(StoreError::sql("agents: save state"))?;
+            Ok(())
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::store::{open_sqlite, AgentStore, AgentTransition};
+
+    fn step(agent: &str, to: &str, at: i64) -> AgentTransition {
+        AgentTransition {
+            agent: agent.into(),
+            from: "stopped".into(),
+            to: to.into(),
+            reason: format!("to {to}"),
+            at,
+        }
+    }
+
+    #[tokio::test]
+    async fn transitions_and_state_survive_reopening() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("d.db");
+        {
+            let store = open_sqlite(&path).await.expect("open");
+            for (i, to) in ["starting", "running", "stopping"].iter().enumerate() {
+                store
+                    .record_agent_transition(step("scout", to, i as i64))
+                    .await
+                    .expect("record");
+            }
+            store
+                .record_agent_transition(step("other", "starting", 9))
+                .await
+                .expect("record");
+            store
+                .save_agent_state("scout".into(), json!({"seen": 3}), 1)
+                .await
+                .expect("save");
+        }
+        let store = open_sqlite(&path).await.expect("reopen");
+        let log = store
+            .agent_transitions("scout".into(), 2)
+            .await
+            .expect("read");
+        let tos: Vec<&str> = log.iter().map(|t| t.to.as_str()).collect();
+        assert_eq!(tos, ["running", "stopping"], "newest two, oldest first");
+        assert_eq!(
+            store.load_agent_state("scout".into()).await.expect("load"),
+            Some(json!({"seen": 3}))
+        );
+        assert_eq!(
+            store.load_agent_state("nobody".into()).await.expect("load"),
+            None
+        );
+    }
+}
