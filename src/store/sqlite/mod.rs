@@ -10,12 +10,13 @@
 //! Reads use separate connections (WAL lets readers run beside the writer) on tokio's
 //! blocking pool, so no caller ever blocks a runtime thread.
 //!
-//! Other backends' files sit beside this one: [`bus`] and [`kv`] implement the store traits;
+//! Other backends' files sit beside this one: [`bus`], [`kv`] and [`tasks`] implement the store traits;
 //! a domain adds its own file and appends its schema to [`MIGRATIONS`].
 
 mod agents;
 mod bus;
 mod kv;
+mod tasks;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -47,6 +48,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 2,
         name: "key/value state",
         sql: kv::SCHEMA,
+    },
+    Migration {
+        version: 3,
+        name: "tasks, dependencies and transitions",
+        sql: tasks::SCHEMA,
     },
     Migration {
         version: 4,

@@ -1,0 +1,151 @@
+//! `[tasks]` in dreamos.toml. Every key is optional; the defaults below are what a fresh
+//! install runs with. Durations are strings such as `"30s"` or `"5m"` (or seconds).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::units::{format_duration, parse_bytes, parse_duration, seconds};
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TasksConfig {
+    /// How long a claim holds a task without a heartbeat or progress before it goes back
+    /// to `ready` (per claim: `lease = ...`). Default `"1m"`.
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub lease: Duration,
+    /// Claims a task gets before a failure or a lapsed lease makes it `failed` (per task:
+    /// `max_attempts = ...`). Default 3.
+    pub max_attempts: u32,
+    /// Largest payload or result (serialized JSON) a task may carry. Default `"1MiB"`.
+    #[serde(deserialize_with = "de_bytes", serialize_with = "ser_bytes")]
+    pub max_payload: u64,
+    /// Transitions kept in the events table that `task watch` and `task show` read; older
+    /// ones are pruned. Tasks themselves are never pruned. Default 100000.
+    pub event_retention: u64,
+    /// A waiting `claim` also re-checks the database this often, to see tasks that
+    /// another process added (this process's own adds wake it at once). Default `"1s"`.
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub claim_recheck: Duration,
+    /// How often `dreamos task watch` looks for new events written by other processes.
+    /// Default `"250ms"`.
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub watch_interval: Duration,
+}
+
+impl Default for TasksConfig {
+    fn default() -> Self {
+        TasksConfig {
+            lease: Duration::from_secs(60),
+            max_attempts: 3,
+            max_payload: 1024 * 1024,
+            event_retention: 100_000,
+            claim_recheck: Duration::from_secs(1),
+            watch_interval: Duration::from_millis(250),
+        }
+    }
+}
+
+impl TasksConfig {
+    /// Checks values that parse but make no sense; the message names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        let fail = |key: &str, why: &str| Err(format!("tasks.{key}: {why}"));
+        if self.lease < Duration::from_millis(10) {
+            return fail("lease", "must be at least 10ms");
+        }
+        if self.max_attempts == 0 {
+            return fail("max_attempts", "must be at least 1");
+        }
+        if self.max_payload == 0 {
+            return fail("max_payload", "must be at least 1 byte");
+        }
+        if self.event_retention == 0 {
+            return fail("event_retention", "must be at least 1");
+        }
+        if self.claim_recheck < Duration::from_millis(10) {
+            return fail("claim_recheck", "must be at least 10ms");
+        }
+        if self.watch_interval < Duration::from_millis(10) {
+            return fail("watch_interval", "must be at least 10ms");
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum DurationValue {
+    Text(String),
+    Seconds(f64),
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    match DurationValue::deserialize(d)? {
+        DurationValue::Text(t) => parse_duration(&t).map_err(serde::de::Error::custom),
+        DurationValue::Seconds(s) => seconds(s).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "invalid duration {s}: use a non-negative number of seconds or \"30s\", \"5m\""
+            ))
+        }),
+    }
+}
+
+/// Written back as people write it (`"1m"`), so `dreamos config` reads like the file.
+fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    let whole_ms_below_a_second = d.as_secs() == 0 && d.subsec_nanos().is_multiple_of(1_000_000);
+    if d.subsec_nanos() == 0 || whole_ms_below_a_second {
+        s.serialize_str(&format_duration(*d))
+    } else {
+        s.serialize_f64(d.as_secs_f64())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum BytesValue {
+    Text(String),
+    Bytes(u64),
+}
+
+fn de_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    match BytesValue::deserialize(d)? {
+        BytesValue::Text(t) => parse_bytes(&t).map_err(serde::de::Error::custom),
+        BytesValue::Bytes(n) => Ok(n),
+    }
+}
+
+fn ser_bytes<S: Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error> {
+    for (unit, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+        if *n >= size && n.is_multiple_of(size) {
+            return s.serialize_str(&format!("{}{unit}", n / size));
+        }
+    }
+    s.serialize_u64(*n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_section_is_the_defaults_and_round_trips() {
+        let c: TasksConfig = toml::from_str("").expect("parse");
+        assert_eq!(c, TasksConfig::default());
+        assert!(c.validate().is_ok());
+        let text = toml::to_string(&c).expect("serialize");
+        assert!(text.contains("lease = \"1m\""), "{text}");
+        assert!(text.contains("max_payload = \"1MiB\""), "{text}");
+        assert_eq!(toml::from_str::<TasksConfig>(&text).expect("parse back"), c);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused_by_name() {
+        let err = toml::from_str::<TasksConfig>("leese = \"1m\"").expect_err("unknown key");
+        assert!(err.to_string().contains("leese"), "{err}");
+        let c: TasksConfig = toml::from_str("lease = \"5ms\"").expect("parse");
+        assert_eq!(
+            c.validate().unwrap_err(),
+            "tasks.lease: must be at least 10ms"
+        );
+    }
+}
