@@ -30,6 +30,6 @@ mod tests;
 pub use agent::{Agent, AgentError, Context, Factory, Handled, TaskWork};
 pub use inbox::{BusInbox, Inbox, InboxFactory};
 pub use lifecycle::{AgentStatus, Recorder, SharedStatus, EVENTS_TOPIC};
-pub use policy::{Decision, RestartPolicy, RestartTracker, Supervision};
+pub use policy::{Decision, Overrides, RestartPolicy, RestartTracker, Supervision};
 pub use state::AgentState;
 pub use supervisor::{Supervisor, SupervisorError};

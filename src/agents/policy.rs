@@ -171,3 +171,56 @@ pub fn backoff(spec: &Supervision, nth: u32) -> Duration {
         .saturating_mul(factor)
         .min(spec.backoff_max)
 }
+
+/// Supervision settings given by a script (`agent.define{...}`) or by `[[agents]]` in the
+/// configuration; `None` leaves the value below alone. The daemon applies the script's
+/// first, then the configuration's, so an operator overrides what the author chose.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    pub restart: Option<RestartPolicy>,
+    pub max_restarts: Option<u32>,
+    pub restart_window: Option<Duration>,
+    /// Zero disables idle detection.
+    pub idle_timeout: Option<Duration>,
+    /// Zero disables resumes.
+    pub resume_after: Option<Duration>,
+    pub max_resumes: Option<u32>,
+    pub resume_cooldown: Option<Duration>,
+    /// Zero disables stall detection.
+    pub stall_timeout: Option<Duration>,
+    /// Zero disables ticks.
+    pub tick: Option<Duration>,
+}
+
+impl Overrides {
+    pub fn apply(&self, spec: &mut Supervision) {
+        let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
+        if let Some(v) = self.restart {
+            spec.restart = v;
+        }
+        if let Some(v) = self.max_restarts {
+            spec.max_restarts = v;
+        }
+        if let Some(v) = self.restart_window {
+            spec.restart_window = v;
+        }
+        if let Some(v) = self.idle_timeout {
+            spec.idle_timeout = nonzero(v);
+        }
+        if let Some(v) = self.resume_after {
+            spec.resume_after = nonzero(v);
+        }
+        if let Some(v) = self.max_resumes {
+            spec.max_resumes = v;
+        }
+        if let Some(v) = self.resume_cooldown {
+            spec.resume_cooldown = v;
+        }
+        if let Some(v) = self.stall_timeout {
+            spec.stall_timeout = nonzero(v);
+        }
+        if let Some(v) = self.tick {
+            spec.tick = nonzero(v);
+        }
+    }
+}

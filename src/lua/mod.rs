@@ -10,6 +10,7 @@
 
 use mlua::{Lua, Table};
 
+pub mod agent;
 pub mod core;
 pub mod exec;
 pub mod fs;
@@ -27,6 +28,7 @@ pub type Builder = fn(&Lua) -> mlua::Result<Table>;
 /// Every Rust-backed module, by the name scripts `require`.
 pub const MODULES: &[(&str, Builder)] = &[
     ("dreamos", core::module),
+    ("dreamos.agent", agent::module),
     ("dreamos.exec", exec::module),
     ("dreamos.fs", fs::module),
     ("dreamos.http", http::module),

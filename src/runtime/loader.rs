@@ -16,6 +16,12 @@ use crate::config::Config;
 
 /// The Lua-written modules, by module name.
 pub const EMBEDDED: &[(&str, &str)] = &[
+    // The agent SDK. Its preload entry is replaced by the Rust `dreamos.agent`
+    // (src/lua/agent.rs), which runs this chunk with its native functions.
+    (
+        "dreamos.agent",
+        include_str!("../../stdlib/dreamos/agent.lua"),
+    ),
     (
         "dreamos.inspect",
         include_str!("../../stdlib/dreamos/inspect.lua"),
@@ -115,7 +121,10 @@ fn find_module(roots: &[PathBuf], name: &str) -> Option<PathBuf> {
 }
 
 /// Debug builds prefer the file in the source tree (edit without recompiling).
-fn embedded_source(name: &str, source: &'static str) -> (std::borrow::Cow<'static, str>, String) {
+pub(crate) fn embedded_source(
+    name: &str,
+    source: &'static str,
+) -> (std::borrow::Cow<'static, str>, String) {
     let rel = format!("stdlib/{}.lua", name.replace('.', "/"));
     if cfg!(debug_assertions) {
         let on_disk = Path::new(env!("CARGO_MANIFEST_DIR")).join(&rel);

@@ -1,0 +1,285 @@
+//! Lua agents under the supervisor, on a real store and bus in a temp directory: handlers,
+//! replies, `self.state` across restarts, and isolation — a crash, an endless loop and a
+//! memory bomb in three agents leave a fourth answering.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dreamos::agents::{AgentState, Recorder, Supervision, Supervisor};
+use dreamos::bus::{Bus, BusConfig, SendOptions};
+use dreamos::config::Config;
+use dreamos::lua::agent::script::LogRing;
+use dreamos::lua::agent::ScriptAgent;
+use dreamos::store::{open_sqlite, AgentStore, BusStore, SqliteStore};
+use serde_json::json;
+
+struct World {
+    _dir: tempfile::TempDir,
+    dir: std::path::PathBuf,
+    store: Arc<SqliteStore>,
+    bus: Bus,
+    sup: Supervisor,
+}
+
+async fn world() -> World {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open_sqlite(&dir.path().join("d.db")).await.expect("store");
+    let bus = Bus::new(store.clone() as Arc<dyn BusStore>, BusConfig::default()).expect("bus");
+    let sup = Supervisor::new(Recorder::new(
+        Some(store.clone() as Arc<dyn AgentStore>),
+        Some(bus.clone()),
+    ));
+    World {
+        dir: dir.path().to_path_buf(),
+        _dir: dir,
+        store,
+        bus,
+        sup,
+    }
+}
+
+impl World {
+    /// Adds a Lua agent from `source`, probing it first as the daemon does.
+    async fn add(&self, name: &str, source: &str, memory_limit: Option<u64>) {
+        let path = self.dir.join(format!("{name}.lua"));
+        std::fs::write(&path, source).expect("write script");
+        let stall = Some(Duration::from_secs(1));
+        let agent = ScriptAgent {
+            name: name.into(),
+            script: path,
+            config: Arc::new(Config::default()),
+            bus: Some(self.bus.clone()),
+            store: Some(self.store.clone()),
+            allow: Vec::new(),
+            memory_limit,
+            control: None,
+            stall,
+            logs: LogRing::default(),
+        };
+        let def = agent.probe().await.expect("probe");
+        let mut spec = Supervision {
+            backoff_base: Duration::from_millis(50),
+            ..Supervision::default()
+        };
+        def.overrides.apply(&mut spec);
+        spec.stall_timeout = stall;
+        self.sup.add(name, spec, agent.factory()).expect("add");
+        self.sup.start(name, "test").expect("start");
+    }
+
+    async fn ask(&self, name: &str, payload: serde_json::Value) -> serde_json::Value {
+        self.bus
+            .request(
+                "test",
+                &format!("agent:{name}"),
+                &payload,
+                Duration::from_secs(10),
+                SendOptions::default(),
+            )
+            .await
+            .expect("reply")
+            .payload
+    }
+
+    async fn wait_for(&self, name: &str, what: impl Fn(&dreamos::agents::AgentStatus) -> bool) {
+        for _ in 0..200 {
+            let s = self.sup.status(name).expect("status");
+            if what(&s) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("{name} never got there: {:?}", self.sup.status(name));
+    }
+}
+
+const COUNTER: &str = r#"
+local agent = require("dreamos.agent")
+return agent.define {
+  name = "counter",
+  restart = "permanent",
+  on_start = function(self) self.state.count = self.state.count or 0 end,
+  on_message = function(self, msg)
+    self.state.count = self.state.count + 1
+    self:log("got " .. tostring(msg.payload.n))
+    assert(self:reply(msg, { count = self.state.count, n = msg.payload.n }))
+  end,
+}
+"#;
+
+async fn local<F: std::future::Future<Output = ()>>(f: F) {
+    tokio::task::LocalSet::new().run_until(f).await;
+}
+
+#[tokio::test]
+async fn a_lua_agent_replies_and_its_state_survives_restarts() {
+    local(async {
+        let w = world().await;
+        w.add("counter", COUNTER, None).await;
+        assert_eq!(
+            w.ask("counter", json!({"n": 1})).await,
+            json!({"count": 1, "n": 1})
+        );
+        assert_eq!(
+            w.ask("counter", json!({"n": 2})).await,
+            json!({"count": 2, "n": 2})
+        );
+        w.sup.restart("counter", "test restart").expect("restart");
+        w.wait_for("counter", |s| {
+            s.state == AgentState::Running && s.restarts == 1
+        })
+        .await;
+        assert_eq!(
+            w.ask("counter", json!({"n": 3})).await,
+            json!({"count": 3, "n": 3})
+        );
+        w.sup.stop("counter", "done").await.expect("stop");
+        let log = w
+            .store
+            .agent_transitions("counter".into(), 100)
+            .await
+            .expect("log");
+        let steps: Vec<String> = log.iter().map(|t| format!("{}>{}", t.from, t.to)).collect();
+        assert_eq!(
+            steps,
+            [
+                "stopped>starting",
+                "starting>running",
+                "running>stopping",
+                "stopping>starting",
+                "starting>running",
+                "running>stopping",
+                "stopping>stopped"
+            ]
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_crash_a_loop_and_a_memory_bomb_touch_no_other_agent() {
+    local(async {
+        let w = world().await;
+        let crash = r#"return require("dreamos.agent").define {
+            on_message = function(self, msg) error("boom") end }"#;
+        let spin = r#"return require("dreamos.agent").define {
+            on_message = function(self, msg) while true do end end }"#;
+        let bomb = r#"return require("dreamos.agent").define {
+            on_message = function(self, msg)
+              local t = {}
+              for i = 1, 1e9 do t[i] = string.rep("x", 1024) .. i end
+            end }"#;
+        w.add("crash", crash, None).await;
+        w.add("spin", spin, None).await;
+        w.add("bomb", bomb, Some(16 * 1024 * 1024)).await;
+        w.add("counter", COUNTER, None).await;
+        for name in ["crash", "spin", "bomb"] {
+            w.bus
+                .send(
+                    "test",
+                    &format!("agent:{name}"),
+                    &json!({}),
+                    SendOptions::default(),
+                )
+                .await
+                .expect("send");
+        }
+        assert_eq!(
+            w.ask("counter", json!({"n": 1})).await,
+            json!({"count": 1, "n": 1})
+        );
+        for name in ["crash", "spin", "bomb"] {
+            w.wait_for(name, |s| s.errors >= 1).await;
+        }
+        let reasons = |name: &str| {
+            let w = &w;
+            let name = name.to_string();
+            async move {
+                w.store
+                    .agent_transitions(name, 100)
+                    .await
+                    .expect("log")
+                    .into_iter()
+                    .filter(|t| t.to == "crashed")
+                    .map(|t| t.reason)
+                    .collect::<Vec<_>>()
+            }
+        };
+        let crash_reasons = reasons("crash").await;
+        assert!(
+            crash_reasons[0].contains("crash.lua:2: boom"),
+            "{crash_reasons:?}"
+        );
+        let spin_reasons = reasons("spin").await;
+        assert!(
+            spin_reasons[0].contains("stalled: on_message ran past stall_timeout (1s)")
+                || spin_reasons[0].contains("instruction limit"),
+            "{spin_reasons:?}"
+        );
+        let bomb_reasons = reasons("bomb").await;
+        assert!(bomb_reasons[0].contains("memory limit"), "{bomb_reasons:?}");
+        // The others are still fine and were restarted.
+        assert_eq!(
+            w.ask("counter", json!({"n": 2})).await,
+            json!({"count": 2, "n": 2})
+        );
+        w.sup.shutdown("test over").await;
+        assert!(w.sup.list().iter().all(|s| s.state == AgentState::Stopped));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn scripts_that_do_not_define_an_agent_are_refused_with_the_reason() {
+    local(async {
+        let w = world().await;
+        let write = |name: &str, src: &str| {
+            let p = w.dir.join(name);
+            std::fs::write(&p, src).expect("write");
+            p
+        };
+        let probe = |script: &Path| {
+            ScriptAgent {
+                name: "x".into(),
+                script: script.to_path_buf(),
+                config: Arc::new(Config::default()),
+                bus: None,
+                store: None,
+                allow: Vec::new(),
+                memory_limit: None,
+                control: None,
+                stall: None,
+                logs: LogRing::default(),
+            }
+        };
+        let plain = write("plain.lua", "return { on_message = function() end }");
+        let err = probe(&plain).probe().await.expect_err("plain table");
+        assert!(err.to_string().contains("must return agent.define{...}"), "{err}");
+        let typo = write(
+            "typo.lua",
+            "return require('dreamos.agent').define { idle_timout = '5m' }",
+        );
+        let err = probe(&typo).probe().await.expect_err("typo");
+        assert!(
+            err.to_string()
+                .contains("typo.lua: agent.define: unknown option 'idle_timout' (did you mean 'idle_timeout'?)"),
+            "{err}"
+        );
+        let bad = write(
+            "bad.lua",
+            "return require('dreamos.agent').define { restart = 'sometimes' }",
+        );
+        let err = probe(&bad).probe().await.expect_err("restart");
+        assert!(err.to_string().contains("restart must be permanent, transient or temporary"), "{err}");
+        let ok = write(
+            "ok.lua",
+            "return require('dreamos.agent').define { idle_timeout = '2m', tick = 5, restart = 'transient' }",
+        );
+        let def = probe(&ok).probe().await.expect("ok");
+        assert_eq!(def.overrides.idle_timeout, Some(Duration::from_secs(120)));
+        assert_eq!(def.overrides.tick, Some(Duration::from_secs(5)));
+        assert_eq!(def.overrides.restart, Some(dreamos::agents::RestartPolicy::Transient));
+    })
+    .await;
+}
