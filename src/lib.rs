@@ -9,6 +9,7 @@
 //! - [`store`]: persistence behind traits; SQLite (WAL, group commit) is the embedded default.
 //! - [`agents`]: the supervisor — lifecycle, restart and idle policies, the `Agent` trait.
 //! - [`bus`]: the durable message bus (plain Rust, no mlua).
+//! - [`scheduler`]: cron, intervals and one-shot times with missed-run and overlap policies.
 //! - [`tasks`]: the task store and its state machine (plain Rust, no mlua).
 //! - [`cli`]: one file per subcommand family; `main.rs` only parses and dispatches.
 //! - [`units`]: durations and byte sizes as users write them.
@@ -20,6 +21,7 @@ pub mod config;
 pub mod logging;
 pub mod lua;
 pub mod runtime;
+pub mod scheduler;
 pub mod store;
 pub mod tasks;
 pub mod units;

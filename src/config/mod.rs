@@ -44,6 +44,10 @@ pub struct Config {
     pub repl: ReplConfig,
     /// The message bus: payload limit, retries, visibility timeout, retention, export.
     pub bus: crate::bus::BusConfig,
+    /// Scheduler settings: default time zone, history kept per schedule.
+    pub scheduler: crate::scheduler::SchedulerConfig,
+    /// `[[schedules]]`: cron, interval and one-shot schedules the daemon runs.
+    pub schedules: Vec<crate::scheduler::ScheduleDef>,
     /// Where the configuration was read from; `None` for the built-in defaults. Relative
     /// paths in the file resolve against its directory (see [`Config::resolve`]).
     #[serde(skip)]
@@ -321,6 +325,8 @@ impl Config {
             ));
         }
         self.bus.validate().map_err(|m| invalid("bus", m))?;
+        crate::scheduler::config::validate(&self.scheduler, &self.schedules)
+            .map_err(|(key, m)| invalid(&key, m))?;
         if !matches!(self.store.backend.as_str(), "sqlite" | "postgres") {
             return Err(invalid(
                 "store.backend",

@@ -9,7 +9,16 @@ use super::{errors, ConfigError};
 
 /// Sections that take overrides. A section name never contains `_`, which is what makes
 /// `DREAMOS_<SECTION>_<KEY>` unambiguous.
-pub(super) const SECTIONS: &[&str] = &["runtime", "sandbox", "log", "store", "http", "repl", "bus"];
+pub(super) const SECTIONS: &[&str] = &[
+    "runtime",
+    "sandbox",
+    "log",
+    "store",
+    "http",
+    "repl",
+    "bus",
+    "scheduler",
+];
 
 /// One override found in the environment.
 pub(super) struct Override {

@@ -386,3 +386,70 @@ pub trait TaskStore: Send + Sync + 'static {
     /// Deletes all but the newest `keep` logged events; returns how many went.
     fn prune_task_events(&self, keep: u64) -> BoxFuture<'_, Result<u64, StoreError>>;
 }
+
+/// Durable state of the scheduler ([`crate::scheduler`]): schedules with their last and next
+/// fire time, and run history. Every method is one atomic step, committed before its future
+/// resolves.
+///
+/// `claim_fire` is the per-run lock that makes several nodes sharing one database fire each
+/// run once: it moves `last_fire` forward only if no one has claimed that fire time yet.
+pub trait ScheduleStore: Send + Sync + 'static {
+    /// Inserts or replaces a schedule (definition and state).
+    fn put_schedule(
+        &self,
+        schedule: crate::scheduler::StoredSchedule,
+        now: Millis,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    fn get_schedule(
+        &self,
+        name: String,
+    ) -> BoxFuture<'_, Result<Option<crate::scheduler::StoredSchedule>, StoreError>>;
+
+    /// Every schedule, by name.
+    fn list_schedules(
+        &self,
+    ) -> BoxFuture<'_, Result<Vec<crate::scheduler::StoredSchedule>, StoreError>>;
+
+    /// Deletes a schedule and its history; returns whether it existed.
+    fn delete_schedule(&self, name: String) -> BoxFuture<'_, Result<bool, StoreError>>;
+
+    /// Claims fire time `fire` (sets `last_fire = fire`, `next_fire = next`) unless some
+    /// node already claimed it or a later one. Returns whether this caller won.
+    fn claim_fire(
+        &self,
+        name: String,
+        fire: Millis,
+        next: Option<Millis>,
+    ) -> BoxFuture<'_, Result<bool, StoreError>>;
+
+    /// Pauses or resumes; resuming resets the failure count. Returns whether it exists.
+    fn set_paused(
+        &self,
+        name: String,
+        paused: bool,
+        next: Option<Millis>,
+    ) -> BoxFuture<'_, Result<bool, StoreError>>;
+
+    /// Records the start of a run (or, with `outcome = "skipped"`, a run that did not
+    /// happen) and returns its id.
+    fn start_run(
+        &self,
+        name: String,
+        kind: crate::scheduler::RunKind,
+        scheduled: Millis,
+        started: Millis,
+        outcome: &'static str,
+        error: Option<String>,
+    ) -> BoxFuture<'_, Result<i64, StoreError>>;
+
+    /// Records the end of a run and the schedule state it leaves; prunes old history.
+    fn finish_run(&self, end: crate::scheduler::RunEnd) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// The newest `limit` runs of a schedule, oldest first.
+    fn schedule_runs(
+        &self,
+        name: String,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<crate::scheduler::RunRecord>, StoreError>>;
+}

@@ -16,6 +16,7 @@
 mod agents;
 mod bus;
 mod kv;
+mod schedules;
 mod tasks;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -58,6 +59,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 4,
         name: "agent transitions and state",
         sql: agents::SCHEMA,
+    },
+    Migration {
+        version: 5,
+        name: "schedules and run history",
+        sql: schedules::SCHEMA,
     },
 ];
 

@@ -1,0 +1,646 @@
+//! The firing loop and the run bookkeeping.
+//!
+//! All schedules sit in one ordered set keyed by next fire time. The loop sleeps on one
+//! tokio timer until the head is due (or until a change wakes it), fires everything due,
+//! and sleeps again: an idle scheduler with 10,000 schedules is one pending timer.
+//!
+//! Firing never waits for the store or a run: it computes the next fire time in memory,
+//! then hands the claim (the per-run lock in the store) and the runs to their own local
+//! tasks. Each run executes through the [`Runner`], which puts scripts in their own
+//! sandboxed state on another thread, so a slow run never delays the next fire.
+
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::LocalBoxFuture;
+use tokio::sync::Notify;
+
+use super::clock::Clock;
+use super::def::{MissedPolicy, OverlapPolicy, ScheduleDef};
+use super::events::Events;
+use super::records::{RunEnd, RunKind, StoredSchedule};
+use super::trigger::Trigger;
+use super::{ScheduleInfo, SchedulerError, Settings};
+use crate::store::{Millis, ScheduleStore};
+
+/// A fire this late (or less) is on time; anything older counts as missed.
+const ON_TIME_GRACE: Millis = 1_000;
+/// Most missed fire times counted one by one after a long outage; past that the count is
+/// reported as "at least".
+const MAX_CATCHUP_SCAN: usize = 100_000;
+
+/// Executes one run. Implementations start scripts in their own state, send agent
+/// messages, or call a script's function handler.
+pub trait Runner {
+    /// Runs `def` for fire time `scheduled`; `Err` carries the error text.
+    fn run(
+        &self,
+        def: &ScheduleDef,
+        scheduled: Millis,
+    ) -> LocalBoxFuture<'static, Result<(), String>>;
+}
+
+/// The scheduler of one process. Cheap to clone (a handle); lives on one thread
+/// (runs are local tasks, the runner may hold Lua values).
+#[derive(Clone)]
+pub struct Scheduler {
+    inner: Rc<Inner>,
+}
+
+struct Inner {
+    /// Where schedules, fire claims and history persist.
+    store: Arc<dyn ScheduleStore>,
+    runner: Rc<dyn Runner>,
+    /// Log lines and `schedules.events`.
+    events: Events,
+    /// Wall-clock milliseconds on tokio's clock, so paused-time tests move fire times.
+    clock: Clock,
+    settings: Settings,
+    state: RefCell<State>,
+    /// Wakes the loop when the earliest due time may have changed.
+    wake: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    entries: HashMap<String, Entry>,
+    /// (next fire, name) of every active schedule; the loop sleeps until the first.
+    due: BTreeSet<(Millis, String)>,
+}
+
+struct Entry {
+    stored: StoredSchedule,
+    trigger: Trigger,
+    /// Runs in progress (more than one only with `overlap = allow`).
+    running: u32,
+    /// Runs waiting for the current one (`overlap = queue`, and `run_all` catch-ups).
+    queued: VecDeque<(Millis, RunKind)>,
+}
+
+impl Entry {
+    fn active(&self) -> bool {
+        !self.stored.paused && self.stored.def.enabled
+    }
+}
+
+impl Scheduler {
+    pub fn new(
+        store: Arc<dyn ScheduleStore>,
+        runner: Rc<dyn Runner>,
+        bus: Option<crate::bus::Bus>,
+        settings: Settings,
+    ) -> Scheduler {
+        Scheduler::with_clock(store, runner, bus, settings, Clock::new())
+    }
+
+    /// As [`Scheduler::new`], on a given clock (tests start it on a chosen day; several
+    /// schedulers sharing one clock model restarts).
+    pub fn with_clock(
+        store: Arc<dyn ScheduleStore>,
+        runner: Rc<dyn Runner>,
+        bus: Option<crate::bus::Bus>,
+        settings: Settings,
+        clock: Clock,
+    ) -> Scheduler {
+        Scheduler {
+            inner: Rc::new(Inner {
+                store,
+                runner,
+                events: Events::new(bus),
+                clock,
+                settings,
+                state: RefCell::default(),
+                wake: Notify::new(),
+            }),
+        }
+    }
+
+    /// Wall-clock now, as the scheduler sees it.
+    pub fn now(&self) -> Millis {
+        self.inner.clock.now()
+    }
+
+    /// Adds or replaces a schedule. An unchanged definition keeps its persisted state
+    /// (next fire, failures, pause), which is how a restart finds the runs it missed.
+    pub async fn add(
+        &self,
+        def: ScheduleDef,
+        source: &str,
+    ) -> Result<ScheduleInfo, SchedulerError> {
+        let now = self.now();
+        let prev = self.inner.store.get_schedule(def.name.clone()).await?;
+        let mut stored = match prev {
+            Some(prev) if prev.def == def => StoredSchedule {
+                source: source.to_string(),
+                ..prev
+            },
+            // Keep the claimed fire time: it is the lock other nodes compare against.
+            Some(prev) => StoredSchedule {
+                last_fire: prev.last_fire,
+                ..StoredSchedule::new(def.clone(), source)
+            },
+            None => StoredSchedule::new(def.clone(), source),
+        };
+        // An unchanged `every` keeps its phase across restarts: anchor on the stored next.
+        let anchor = stored.next_fire.unwrap_or(now);
+        let trigger = def.compile(&self.inner.settings.default_tz, anchor)?;
+        if stored.next_fire.is_none() && stored.last_fire.is_none() {
+            stored.next_fire = trigger.next_after(now);
+            if stored.next_fire.is_none() {
+                return Err(SchedulerError::Invalid(format!(
+                    "schedule '{}': {} is in the past",
+                    def.name,
+                    trigger.describe()
+                )));
+            }
+        }
+        self.inner.store.put_schedule(stored.clone(), now).await?;
+        let info = self.install(stored, trigger);
+        Ok(info)
+    }
+
+    /// Loads every persisted schedule (those added by `dreamos schedule add` or a previous
+    /// configuration); function-handler schedules whose script is gone are dropped. A row
+    /// that no longer compiles is logged and left alone. Returns how many were loaded.
+    pub async fn load(&self) -> Result<usize, SchedulerError> {
+        let mut loaded = 0;
+        for stored in self.inner.store.list_schedules().await? {
+            let name = stored.def.name.clone();
+            if stored.source.starts_with("lua:") {
+                self.inner.store.delete_schedule(name).await?;
+                continue;
+            }
+            let anchor = stored.next_fire.unwrap_or_else(|| self.now());
+            match stored.def.compile(&self.inner.settings.default_tz, anchor) {
+                Ok(trigger) => {
+                    self.install(stored, trigger);
+                    loaded += 1;
+                }
+                Err(e) => tracing::error!(target: "dreamos::scheduler", "not loaded: {e}"),
+            }
+        }
+        Ok(loaded)
+    }
+
+    fn install(&self, stored: StoredSchedule, trigger: Trigger) -> ScheduleInfo {
+        let name = stored.def.name.clone();
+        let mut state = self.inner.state.borrow_mut();
+        if let Some(old) = state.entries.remove(&name) {
+            if let Some(next) = old.stored.next_fire {
+                state.due.remove(&(next, name.clone()));
+            }
+        }
+        let entry = Entry {
+            stored,
+            trigger,
+            running: 0,
+            queued: VecDeque::new(),
+        };
+        if let (true, Some(next)) = (entry.active(), entry.stored.next_fire) {
+            state.due.insert((next, name.clone()));
+        }
+        let info = self.info(&entry);
+        state.entries.insert(name, entry);
+        drop(state);
+        self.inner.wake.notify_one();
+        info
+    }
+
+    /// Removes a schedule and its history. Runs in progress finish.
+    pub async fn remove(&self, name: &str) -> Result<bool, SchedulerError> {
+        self.forget(name);
+        Ok(self.inner.store.delete_schedule(name.to_string()).await?)
+    }
+
+    /// Removes every schedule made by `source` (a script that ended).
+    pub async fn remove_source(&self, source: &str) -> Result<usize, SchedulerError> {
+        let names: Vec<String> = {
+            let state = self.inner.state.borrow();
+            state
+                .entries
+                .values()
+                .filter(|e| e.stored.source == source)
+                .map(|e| e.stored.def.name.clone())
+                .collect()
+        };
+        for name in &names {
+            self.remove(name).await?;
+        }
+        Ok(names.len())
+    }
+
+    fn forget(&self, name: &str) -> bool {
+        let mut state = self.inner.state.borrow_mut();
+        match state.entries.remove(name) {
+            Some(old) => {
+                if let Some(next) = old.stored.next_fire {
+                    state.due.remove(&(next, name.to_string()));
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Pauses (`true`) or resumes a schedule. Resuming resets the failure count and fires
+    /// next at the first time after now (what was due while paused is not caught up).
+    pub async fn set_paused(&self, name: &str, paused: bool) -> Result<(), SchedulerError> {
+        let now = self.now();
+        let next = {
+            let mut guard = self.inner.state.borrow_mut();
+            let state = &mut *guard;
+            let entry = state
+                .entries
+                .get_mut(name)
+                .ok_or_else(|| SchedulerError::NotFound(name.to_string()))?;
+            if let Some(next) = entry.stored.next_fire {
+                state.due.remove(&(next, name.to_string()));
+            }
+            entry.stored.paused = paused;
+            if !paused {
+                entry.stored.failures = 0;
+                entry.stored.next_fire = entry.trigger.next_after(now);
+            }
+            if let (true, Some(next)) = (entry.active(), entry.stored.next_fire) {
+                state.due.insert((next, name.to_string()));
+            }
+            entry.stored.next_fire
+        };
+        self.inner.wake.notify_one();
+        self.inner
+            .store
+            .set_paused(name.to_string(), paused, next)
+            .await?;
+        Ok(())
+    }
+
+    /// Starts a run now, whatever the overlap policy (an operator asked for it).
+    pub fn run_now(&self, name: &str) -> Result<(), SchedulerError> {
+        if !self.inner.state.borrow().entries.contains_key(name) {
+            return Err(SchedulerError::NotFound(name.to_string()));
+        }
+        self.start(name, self.now(), RunKind::Manual);
+        Ok(())
+    }
+
+    /// Every schedule, by name.
+    pub fn list(&self) -> Vec<ScheduleInfo> {
+        let state = self.inner.state.borrow();
+        let mut out: Vec<ScheduleInfo> = state.entries.values().map(|e| self.info(e)).collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    fn info(&self, e: &Entry) -> ScheduleInfo {
+        let next = match (e.active(), e.stored.next_fire) {
+            (true, Some(first)) => {
+                let mut v = vec![first];
+                v.extend(e.trigger.upcoming(first, 2));
+                v
+            }
+            _ => Vec::new(),
+        };
+        ScheduleInfo::new(&e.stored, &e.trigger, next, e.running)
+    }
+
+    /// The firing loop; returns when `shutdown` resolves. Runs in progress are local
+    /// tasks and end with the `LocalSet`.
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            let head = self.inner.state.borrow().due.first().map(|(at, _)| *at);
+            let deadline = match head {
+                Some(at) => self.inner.clock.instant_of(at),
+                // Nothing scheduled: sleep until woken (a far deadline keeps one select).
+                None => tokio::time::Instant::now() + Duration::from_secs(86_400 * 365),
+            };
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = self.inner.wake.notified() => {}
+                _ = tokio::time::sleep_until(deadline) => self.fire_due(),
+            }
+        }
+    }
+
+    fn fire_due(&self) {
+        let now = self.now();
+        loop {
+            let head = {
+                let mut state = self.inner.state.borrow_mut();
+                match state.due.first() {
+                    Some((at, _)) if *at <= now => state.due.pop_first(),
+                    _ => None,
+                }
+            };
+            match head {
+                Some((at, name)) => self.fire(&name, at, now),
+                None => break,
+            }
+        }
+    }
+
+    /// Fires `name`, due at `due`: works out which fire times passed (one, normally; many
+    /// after an outage), applies the missed-run policy, sets the next fire time, and hands
+    /// the claim and the runs to a local task.
+    fn fire(&self, name: &str, due: Millis, now: Millis) {
+        let (runs, last, next, skipped, policy) = {
+            let mut guard = self.inner.state.borrow_mut();
+            let state = &mut *guard;
+            let Some(entry) = state.entries.get_mut(name) else {
+                return;
+            };
+            let mut passed = vec![due];
+            let mut overflow = false;
+            let mut next = entry.trigger.next_after(due);
+            while let Some(n) = next.filter(|n| *n <= now) {
+                if passed.len() >= MAX_CATCHUP_SCAN {
+                    overflow = true;
+                    next = entry.trigger.next_after(now);
+                    break;
+                }
+                passed.push(n);
+                next = entry.trigger.next_after(n);
+            }
+            let last = passed.last().copied().unwrap_or(due);
+            let def = &entry.stored.def;
+            let (runs, skipped) = plan_runs(&passed, now, def.missed, def.catchup_window);
+            entry.stored.last_fire = Some(last);
+            entry.stored.next_fire = next;
+            if let (true, Some(n)) = (entry.active(), next) {
+                state.due.insert((n, name.to_string()));
+            }
+            let skipped = if overflow {
+                format!("at least {skipped}")
+            } else {
+                skipped.to_string()
+            };
+            (runs, last, next, skipped, def.missed)
+        };
+        if skipped != "0" {
+            self.inner.events.missed(name, &skipped, policy);
+        }
+        let this = self.clone();
+        let name = name.to_string();
+        tokio::task::spawn_local(async move {
+            match this.inner.store.claim_fire(name.clone(), last, next).await {
+                Ok(true) => {}
+                // Another node sharing the database fired this one.
+                Ok(false) => return,
+                Err(e) => {
+                    this.inner.events.store_error(&name, &e);
+                    return;
+                }
+            }
+            for (at, kind) in runs {
+                this.enqueue(&name, at, kind).await;
+            }
+        });
+    }
+
+    /// Applies the overlap policy to one run.
+    async fn enqueue(&self, name: &str, at: Millis, kind: RunKind) {
+        let refused = {
+            let mut state = self.inner.state.borrow_mut();
+            let Some(entry) = state.entries.get_mut(name) else {
+                return;
+            };
+            let busy = entry.running > 0 || !entry.queued.is_empty();
+            match entry.stored.def.overlap {
+                OverlapPolicy::Allow => false,
+                OverlapPolicy::Skip if busy && kind == RunKind::Scheduled => true,
+                _ => {
+                    entry.queued.push_back((at, kind));
+                    false
+                }
+            }
+        };
+        if refused {
+            let reason = "the previous run is still going (overlap = skip)".to_string();
+            let now = self.now();
+            self.inner.events.overlap_skipped(name, at);
+            let _ = self
+                .inner
+                .store
+                .start_run(name.to_string(), kind, at, now, "skipped", Some(reason))
+                .await
+                .map_err(|e| self.inner.events.store_error(name, &e));
+            if let Some(entry) = self.inner.state.borrow_mut().entries.get_mut(name) {
+                entry.stored.last_outcome = Some("skipped".into());
+            }
+            return;
+        }
+        if self.overlap_of(name) == Some(OverlapPolicy::Allow) {
+            self.start(name, at, kind);
+        } else {
+            self.pump(name);
+        }
+    }
+
+    fn overlap_of(&self, name: &str) -> Option<OverlapPolicy> {
+        let state = self.inner.state.borrow();
+        state.entries.get(name).map(|e| e.stored.def.overlap)
+    }
+
+    /// Starts the next queued run if nothing of this schedule is running.
+    fn pump(&self, name: &str) {
+        let next = {
+            let mut state = self.inner.state.borrow_mut();
+            match state.entries.get_mut(name) {
+                Some(e) if e.running == 0 => e.queued.pop_front(),
+                _ => None,
+            }
+        };
+        if let Some((at, kind)) = next {
+            self.start(name, at, kind);
+        }
+    }
+
+    fn start(&self, name: &str, at: Millis, kind: RunKind) {
+        let def = {
+            let mut state = self.inner.state.borrow_mut();
+            let Some(entry) = state.entries.get_mut(name) else {
+                return;
+            };
+            entry.running += 1;
+            entry.stored.def.clone()
+        };
+        let this = self.clone();
+        tokio::task::spawn_local(async move { this.execute(def, at, kind).await });
+    }
+
+    async fn execute(&self, def: ScheduleDef, at: Millis, kind: RunKind) {
+        let name = def.name.clone();
+        // An operator's "run now" means now; jitter only spreads scheduled fires.
+        let delay = match kind {
+            RunKind::Manual => Duration::ZERO,
+            _ => jitter(&name, at, def.jitter),
+        };
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let started = self.now();
+        let store = &self.inner.store;
+        let id = store
+            .start_run(name.clone(), kind, at, started, "running", None)
+            .await
+            .map_err(|e| self.inner.events.store_error(&name, &e))
+            .ok();
+        self.inner.events.started(&name, at, started, kind);
+        let result = self.inner.runner.run(&def, at).await;
+        let ended = self.now();
+        let (failures, pause) = {
+            let mut state = self.inner.state.borrow_mut();
+            let state = &mut *state;
+            match state.entries.get_mut(&name) {
+                Some(entry) => {
+                    entry.running = entry.running.saturating_sub(1);
+                    entry.stored.failures = match result {
+                        Ok(()) => 0,
+                        Err(_) => entry.stored.failures.saturating_add(1),
+                    };
+                    entry.stored.last_outcome =
+                        Some(if result.is_ok() { "ok" } else { "failed" }.into());
+                    let max = entry.stored.def.max_failures;
+                    let pause = max > 0 && entry.stored.failures >= max && !entry.stored.paused;
+                    if pause {
+                        entry.stored.paused = true;
+                        entry.queued.clear();
+                        if let Some(next) = entry.stored.next_fire {
+                            state.due.remove(&(next, name.clone()));
+                        }
+                    }
+                    (entry.stored.failures, pause)
+                }
+                None => (0, false),
+            }
+        };
+        self.inner.events.finished(
+            &name,
+            at,
+            started,
+            ended,
+            result.as_ref().err(),
+            failures,
+            pause,
+        );
+        if let Some(id) = id {
+            let end = RunEnd {
+                id,
+                schedule: name.clone(),
+                ended,
+                outcome: if result.is_ok() { "ok" } else { "failed" },
+                error: result.err(),
+                failures,
+                pause,
+                keep: self.inner.settings.history_keep,
+            };
+            if let Err(e) = store.finish_run(end).await {
+                self.inner.events.store_error(&name, &e);
+            }
+        }
+        self.pump(&name);
+    }
+}
+
+/// Which of the passed fire times run, and how many are skipped. The newest one is on
+/// time if it is at most [`ON_TIME_GRACE`] old; the others were missed.
+fn plan_runs(
+    passed: &[Millis],
+    now: Millis,
+    policy: MissedPolicy,
+    window: Duration,
+) -> (Vec<(Millis, RunKind)>, usize) {
+    let Some((&newest, older)) = passed.split_last() else {
+        return (Vec::new(), 0);
+    };
+    let on_time = now - newest <= ON_TIME_GRACE;
+    let (missed, current): (&[Millis], Option<Millis>) = if on_time {
+        (older, Some(newest))
+    } else {
+        (passed, None)
+    };
+    let mut runs: Vec<(Millis, RunKind)> = Vec::new();
+    let skipped = match policy {
+        MissedPolicy::Skip => missed.len(),
+        MissedPolicy::RunOnce => match (current, missed.last()) {
+            (None, Some(latest)) => {
+                runs.push((*latest, RunKind::Catchup));
+                missed.len() - 1
+            }
+            _ => missed.len(),
+        },
+        MissedPolicy::RunAll => {
+            let oldest = now - crate::bus::clock::millis(window);
+            let within: Vec<Millis> = missed.iter().copied().filter(|t| *t >= oldest).collect();
+            let skipped = missed.len() - within.len();
+            runs.extend(within.into_iter().map(|t| (t, RunKind::Catchup)));
+            skipped
+        }
+    };
+    if let Some(t) = current {
+        runs.push((t, RunKind::Scheduled));
+    }
+    (runs, skipped)
+}
+
+/// A stable pseudo-random delay in `[0, max)` for one fire of one schedule: spreads
+/// schedules that share a time without a random number generator, and is reproducible in
+/// tests.
+fn jitter(name: &str, at: Millis, max: Duration) -> Duration {
+    let max_ms = u64::try_from(max.as_millis()).unwrap_or(u64::MAX);
+    if max_ms == 0 {
+        return Duration::ZERO;
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (name, at).hash(&mut h);
+    Duration::from_millis(h.finish() % max_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const W: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn missed_policies() {
+        let passed = [1_000, 2_000, 3_000];
+        // All three long past.
+        let now = 10_000;
+        assert_eq!(plan_runs(&passed, now, MissedPolicy::Skip, W), (vec![], 3));
+        assert_eq!(
+            plan_runs(&passed, now, MissedPolicy::RunOnce, W),
+            (vec![(3_000, RunKind::Catchup)], 2)
+        );
+        let (runs, skipped) = plan_runs(&passed, now, MissedPolicy::RunAll, W);
+        assert_eq!(runs.len(), 3);
+        assert_eq!(skipped, 0);
+        // The window bounds run_all.
+        let (runs, skipped) = plan_runs(&passed, now, MissedPolicy::RunAll, Duration::from_secs(7));
+        assert_eq!((runs.len(), skipped), (1, 2));
+        // The newest is on time: it runs as scheduled; run_once needs no extra run.
+        let now = 3_200;
+        assert_eq!(
+            plan_runs(&passed, now, MissedPolicy::RunOnce, W),
+            (vec![(3_000, RunKind::Scheduled)], 2)
+        );
+        assert_eq!(
+            plan_runs(&[3_000], now, MissedPolicy::Skip, W),
+            (vec![(3_000, RunKind::Scheduled)], 0)
+        );
+    }
+
+    #[test]
+    fn jitter_is_bounded_and_stable() {
+        let max = Duration::from_secs(10);
+        let a = jitter("a", 5, max);
+        assert!(a < max);
+        assert_eq!(a, jitter("a", 5, max));
+        assert_eq!(jitter("a", 5, Duration::ZERO), Duration::ZERO);
+    }
+}

@@ -1,0 +1,286 @@
+//! [`ScheduleStore`] on SQLite: one row per schedule (definition as JSON plus fire state)
+//! and one row per run in `schedule_runs`.
+
+use futures_util::future::BoxFuture;
+use rusqlite::{params, OptionalExtension, Row};
+
+use super::SqliteStore;
+use crate::scheduler::{RunEnd, RunKind, RunRecord, ScheduleDef, StoredSchedule};
+use crate::store::{Millis, ScheduleStore, StoreError};
+
+/// Migration 5.
+pub(super) const SCHEMA: &str = "
+CREATE TABLE schedules (
+    name         TEXT    PRIMARY KEY,
+    def          TEXT    NOT NULL,
+    source       TEXT    NOT NULL,
+    paused       INTEGER NOT NULL DEFAULT 0,
+    failures     INTEGER NOT NULL DEFAULT 0,
+    last_fire    INTEGER,
+    next_fire    INTEGER,
+    last_outcome TEXT,
+    updated_at   INTEGER NOT NULL
+);
+CREATE TABLE schedule_runs (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    schedule  TEXT    NOT NULL,
+    kind      TEXT    NOT NULL,
+    scheduled INTEGER NOT NULL,
+    started   INTEGER,
+    ended     INTEGER,
+    outcome   TEXT    NOT NULL,
+    error     TEXT
+);
+CREATE INDEX schedule_runs_by_schedule ON schedule_runs (schedule, id);
+";
+
+const COLUMNS: &str = "name, def, source, paused, failures, last_fire, next_fire, last_outcome";
+
+fn read_schedule(row: &Row<'_>) -> rusqlite::Result<(String, String, StoredSchedule)> {
+    let name: String = row.get(0)?;
+    let def_text: String = row.get(1)?;
+    let placeholder = StoredSchedule {
+        def: ScheduleDef::new(name.clone()),
+        source: row.get(2)?,
+        paused: row.get(3)?,
+        failures: row.get(4)?,
+        last_fire: row.get(5)?,
+        next_fire: row.get(6)?,
+        last_outcome: row.get(7)?,
+    };
+    Ok((name, def_text, placeholder))
+}
+
+/// Decodes the JSON definition outside rusqlite's row callback, so a bad row is a
+/// [`StoreError::Corrupt`] naming the schedule.
+fn decode(
+    (name, def_text, mut schedule): (String, String, StoredSchedule),
+) -> Result<StoredSchedule, StoreError> {
+    schedule.def = serde_json::from_str(&def_text)
+        .map_err(|e| StoreError::corrupt("schedules: read", format!("{name}: {e}")))?;
+    Ok(schedule)
+}
+
+impl ScheduleStore for SqliteStore {
+    fn put_schedule(
+        &self,
+        s: StoredSchedule,
+        now: Millis,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        // Serialized on the caller's side, so the writer thread only writes.
+        let def = serde_json::to_string(&s.def);
+        Box::pin(async move {
+            let def = def.map_err(|e| StoreError::corrupt("schedules: put", e))?;
+            self.write(move |txn| {
+                txn.prepare_cached(
+                    "INSERT INTO schedules (name, def, source, paused, failures, last_fire,
+                         next_fire, last_outcome, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                     ON CONFLICT (name) DO UPDATE SET def = excluded.def,
+                         source = excluded.source, paused = excluded.paused,
+                         failures = excluded.failures, last_fire = excluded.last_fire,
+                         next_fire = excluded.next_fire, last_outcome = excluded.last_outcome,
+                         updated_at = excluded.updated_at",
+                )
+                .and_then(|mut st| {
+                    st.execute(params![
+                        s.def.name,
+                        def,
+                        s.source,
+                        s.paused,
+                        s.failures,
+                        s.last_fire,
+                        s.next_fire,
+                        s.last_outcome,
+                        now
+                    ])
+                })
+                .map_err(StoreError::sql("schedules: put"))?;
+                Ok(())
+            })
+            .await
+        })
+    }
+
+    fn get_schedule(
+        &self,
+        name: String,
+    ) -> BoxFuture<'_, Result<Option<StoredSchedule>, StoreError>> {
+        Box::pin(self.read(move |conn| {
+            let raw = conn
+                .prepare_cached(&format!("SELECT {COLUMNS} FROM schedules WHERE name = ?1"))
+                .and_then(|mut s| s.query_row(params![name], read_schedule).optional())
+                .map_err(StoreError::sql("schedules: get"))?;
+            raw.map(decode).transpose()
+        }))
+    }
+
+    fn list_schedules(&self) -> BoxFuture<'_, Result<Vec<StoredSchedule>, StoreError>> {
+        Box::pin(self.read(move |conn| {
+            let raw = conn
+                .prepare_cached(&format!("SELECT {COLUMNS} FROM schedules ORDER BY name"))
+                .and_then(|mut s| {
+                    s.query_map([], read_schedule)?
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(StoreError::sql("schedules: list"))?;
+            raw.into_iter().map(decode).collect()
+        }))
+    }
+
+    fn delete_schedule(&self, name: String) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(self.write(move |txn| {
+            let n = txn
+                .prepare_cached("DELETE FROM schedules WHERE name = ?1")
+                .and_then(|mut s| s.execute(params![name]))
+                .map_err(StoreError::sql("schedules: delete"))?;
+            txn.prepare_cached("DELETE FROM schedule_runs WHERE schedule = ?1")
+                .and_then(|mut s| s.execute(params![name]))
+                .map_err(StoreError::sql("schedules: delete history"))?;
+            Ok(n > 0)
+        }))
+    }
+
+    fn claim_fire(
+        &self,
+        name: String,
+        fire: Millis,
+        next: Option<Millis>,
+    ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(self.write(move |txn| {
+            let n = txn
+                .prepare_cached(
+                    "UPDATE schedules SET last_fire = ?2, next_fire = ?3
+                     WHERE name = ?1 AND (last_fire IS NULL OR last_fire < ?2)",
+                )
+                .and_then(|mut s| s.execute(params![name, fire, next]))
+                .map_err(StoreError::sql("schedules: claim fire"))?;
+            Ok(n == 1)
+        }))
+    }
+
+    fn set_paused(
+        &self,
+        name: String,
+        paused: bool,
+        next: Option<Millis>,
+    ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(self.write(move |txn| {
+            let sql = if paused {
+                "UPDATE schedules SET paused = 1 WHERE name = ?1"
+            } else {
+                "UPDATE schedules SET paused = 0, failures = 0, next_fire = ?2 WHERE name = ?1"
+            };
+            let n = txn
+                .prepare_cached(sql)
+                .and_then(|mut s| {
+                    if paused {
+                        s.execute(params![name])
+                    } else {
+                        s.execute(params![name, next])
+                    }
+                })
+                .map_err(StoreError::sql("schedules: pause/resume"))?;
+            Ok(n > 0)
+        }))
+    }
+
+    fn start_run(
+        &self,
+        name: String,
+        kind: RunKind,
+        scheduled: Millis,
+        started: Millis,
+        outcome: &'static str,
+        error: Option<String>,
+    ) -> BoxFuture<'_, Result<i64, StoreError>> {
+        Box::pin(self.write(move |txn| {
+            // A skipped run has no start and ends when it was decided.
+            let (start, end) = if outcome == "skipped" {
+                (None, Some(started))
+            } else {
+                (Some(started), None)
+            };
+            txn.prepare_cached(
+                "INSERT INTO schedule_runs (schedule, kind, scheduled, started, ended, outcome, error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![name, kind.as_str(), scheduled, start, end, outcome, error])
+            })
+            .map_err(StoreError::sql("schedules: record run"))?;
+            let id = txn.last_insert_rowid();
+            if outcome == "skipped" {
+                txn.prepare_cached("UPDATE schedules SET last_outcome = 'skipped' WHERE name = ?1")
+                    .and_then(|mut s| s.execute(params![name]))
+                    .map_err(StoreError::sql("schedules: record run"))?;
+            }
+            Ok(id)
+        }))
+    }
+
+    fn finish_run(&self, end: RunEnd) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(self.write(move |txn| {
+            txn.prepare_cached(
+                "UPDATE schedule_runs SET ended = ?2, outcome = ?3, error = ?4 WHERE id = ?1",
+            )
+            .and_then(|mut s| s.execute(params![end.id, end.ended, end.outcome, end.error]))
+            .map_err(StoreError::sql("schedules: finish run"))?;
+            txn.prepare_cached(
+                "UPDATE schedules SET failures = ?2, last_outcome = ?3,
+                     paused = CASE WHEN ?4 THEN 1 ELSE paused END
+                 WHERE name = ?1",
+            )
+            .and_then(|mut s| {
+                s.execute(params![end.schedule, end.failures, end.outcome, end.pause])
+            })
+            .map_err(StoreError::sql("schedules: finish run"))?;
+            // Retention: pruning on every 16th run keeps the cost off the common path while
+            // bounding history at keep + 16 rows per schedule.
+            if end.id % 16 == 0 {
+                let keep = i64::try_from(end.keep).unwrap_or(i64::MAX);
+                txn.prepare_cached(
+                    "DELETE FROM schedule_runs WHERE schedule = ?1 AND id < COALESCE(
+                         (SELECT id FROM schedule_runs WHERE schedule = ?1
+                          ORDER BY id DESC LIMIT 1 OFFSET ?2 - 1), 0)",
+                )
+                .and_then(|mut s| s.execute(params![end.schedule, keep.max(1)]))
+                .map_err(StoreError::sql("schedules: prune history"))?;
+            }
+            Ok(())
+        }))
+    }
+
+    fn schedule_runs(
+        &self,
+        name: String,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<RunRecord>, StoreError>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        Box::pin(self.read(move |conn| {
+            let mut rows = conn
+                .prepare_cached(
+                    "SELECT id, schedule, kind, scheduled, started, ended, outcome, error
+                     FROM schedule_runs WHERE schedule = ?1 ORDER BY id DESC LIMIT ?2",
+                )
+                .and_then(|mut s| {
+                    s.query_map(params![name, limit], |r| {
+                        Ok(RunRecord {
+                            id: r.get(0)?,
+                            schedule: r.get(1)?,
+                            kind: r.get(2)?,
+                            scheduled: r.get(3)?,
+                            started: r.get(4)?,
+                            ended: r.get(5)?,
+                            outcome: r.get(6)?,
+                            error: r.get(7)?,
+                        })
+                    })?
+                    .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(StoreError::sql("schedules: history"))?;
+            rows.reverse();
+            Ok(rows)
+        }))
+    }
+}
