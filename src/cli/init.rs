@@ -15,6 +15,7 @@ pub const META: &[(&str, &str)] = &[
     ("json.lua", include_str!("../../stdlib/meta/json.lua")),
     ("kv.lua", include_str!("../../stdlib/meta/kv.lua")),
     ("log.lua", include_str!("../../stdlib/meta/log.lua")),
+    ("tasks.lua", include_str!("../../stdlib/meta/tasks.lua")),
     ("time.lua", include_str!("../../stdlib/meta/time.lua")),
 ];
 

@@ -44,6 +44,8 @@ pub struct Config {
     pub repl: ReplConfig,
     /// The message bus: payload limit, retries, visibility timeout, retention, export.
     pub bus: crate::bus::BusConfig,
+    /// Tasks: default lease and attempts, payload limit, event log retention, refresh rates.
+    pub tasks: crate::tasks::TasksConfig,
     /// Scheduler settings: default time zone, history kept per schedule.
     pub scheduler: crate::scheduler::SchedulerConfig,
     /// `[[schedules]]`: cron, interval and one-shot schedules the daemon runs.
@@ -325,6 +327,7 @@ impl Config {
             ));
         }
         self.bus.validate().map_err(|m| invalid("bus", m))?;
+        self.tasks.validate().map_err(|m| invalid("tasks", m))?;
         crate::scheduler::config::validate(&self.scheduler, &self.schedules)
             .map_err(|(key, m)| invalid(&key, m))?;
         if !matches!(self.store.backend.as_str(), "sqlite" | "postgres") {

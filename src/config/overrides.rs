@@ -18,6 +18,7 @@ pub(super) const SECTIONS: &[&str] = &[
     "repl",
     "bus",
     "scheduler",
+    "tasks",
 ];
 
 /// One override found in the environment.

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
-use crate::units::{format_duration, parse_bytes, parse_duration, seconds};
+use crate::units::serde::{de_bytes, de_duration, ser_bytes, ser_duration};
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -70,57 +70,6 @@ impl TasksConfig {
         }
         Ok(())
     }
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum DurationValue {
-    Text(String),
-    Seconds(f64),
-}
-
-fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    match DurationValue::deserialize(d)? {
-        DurationValue::Text(t) => parse_duration(&t).map_err(serde::de::Error::custom),
-        DurationValue::Seconds(s) => seconds(s).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "invalid duration {s}: use a non-negative number of seconds or \"30s\", \"5m\""
-            ))
-        }),
-    }
-}
-
-/// Written back as people write it (`"1m"`), so `dreamos config` reads like the file.
-fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    let whole_ms_below_a_second = d.as_secs() == 0 && d.subsec_nanos().is_multiple_of(1_000_000);
-    if d.subsec_nanos() == 0 || whole_ms_below_a_second {
-        s.serialize_str(&format_duration(*d))
-    } else {
-        s.serialize_f64(d.as_secs_f64())
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum BytesValue {
-    Text(String),
-    Bytes(u64),
-}
-
-fn de_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    match BytesValue::deserialize(d)? {
-        BytesValue::Text(t) => parse_bytes(&t).map_err(serde::de::Error::custom),
-        BytesValue::Bytes(n) => Ok(n),
-    }
-}
-
-fn ser_bytes<S: Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error> {
-    for (unit, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-        if *n >= size && n.is_multiple_of(size) {
-            return s.serialize_str(&format!("{}{unit}", n / size));
-        }
-    }
-    s.serialize_u64(*n)
 }
 
 #[cfg(test)]

@@ -30,9 +30,14 @@ pub enum Event {
     Complete,
     /// The holder failed it; `retry` asks for another attempt, `attempts_left` says
     /// whether one remains.
-    Fail { retry: bool, attempts_left: bool },
+    Fail {
+        retry: bool,
+        attempts_left: bool,
+    },
     /// The lease lapsed without a heartbeat.
-    LeaseLapsed { attempts_left: bool },
+    LeaseLapsed {
+        attempts_left: bool,
+    },
     Cancel,
     DeadlinePassed,
 }
@@ -162,7 +167,13 @@ mod tests {
         for from in [Pending, Ready] {
             assert!(next(from, Event::Progress).is_err());
             assert!(next(from, Event::Complete).is_err());
-            assert!(next(from, Event::LeaseLapsed { attempts_left: true }).is_err());
+            assert!(next(
+                from,
+                Event::LeaseLapsed {
+                    attempts_left: true
+                }
+            )
+            .is_err());
         }
         assert!(next(Pending, Event::Claim).is_err());
         assert!(next(Claimed, Event::Claim).is_err());

@@ -36,7 +36,7 @@ pub mod validate;
 mod tests;
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -103,8 +103,9 @@ struct Inner {
     config: TasksConfig,
     clock: Clock,
     /// Woken whenever a transition to `ready` commits in this process, so waiting claims
-    /// try again at once instead of polling.
-    ready: Notify,
+    /// try again at once instead of polling. Shared by every service over the same store
+    /// (each Lua state has its own service; see [`ready_signal`]).
+    ready: Arc<Notify>,
     /// When reads last swept, and when the event log was last trimmed (ms).
     last_read_sweep: AtomicI64,
     last_prune: AtomicI64,
@@ -120,19 +121,24 @@ impl std::fmt::Debug for Tasks {
 
 impl Tasks {
     /// A service over `store`, publishing on `bus`. Fails only if `config` does not validate.
-    pub fn new(store: Arc<dyn TaskStore>, bus: Bus, config: TasksConfig) -> Result<Tasks, TaskError> {
+    pub fn new(
+        store: Arc<dyn TaskStore>,
+        bus: Bus,
+        config: TasksConfig,
+    ) -> Result<Tasks, TaskError> {
         config
             .validate()
             .map_err(|reason| TaskError::invalid("tasks", reason))?;
         let clock = Clock::new();
         let now = clock.now();
+        let ready = ready_signal(&store);
         Ok(Tasks {
             inner: Arc::new(Inner {
                 store,
                 bus,
                 config,
                 clock,
-                ready: Notify::new(),
+                ready,
                 last_read_sweep: AtomicI64::new(i64::MIN),
                 last_prune: AtomicI64::new(now),
             }),
@@ -238,7 +244,11 @@ impl Tasks {
             let notified = self.inner.ready.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let outcome = self.inner.store.claim_task(query.clone(), self.now()).await?;
+            let outcome = self
+                .inner
+                .store
+                .claim_task(query.clone(), self.now())
+                .await?;
             self.publish(&outcome.events);
             if outcome.task.is_some() {
                 return Ok(outcome.task);
@@ -438,4 +448,28 @@ impl Tasks {
             });
         }
     }
+}
+
+/// The wake-up of waiting claims for `store`, one per store per process: a script adding a
+/// task wakes claims waiting in every other script of this process that uses the same
+/// store, though each has its own service.
+fn ready_signal(store: &Arc<dyn TaskStore>) -> Arc<Notify> {
+    static SIGNALS: Mutex<Vec<(usize, Weak<Notify>)>> = Mutex::new(Vec::new());
+    // The store's address names it while it lives, and it lives as long as any service
+    // that holds this signal.
+    let key = Arc::as_ptr(store) as *const () as usize;
+    let Ok(mut signals) = SIGNALS.lock() else {
+        return Arc::new(Notify::new());
+    };
+    signals.retain(|(_, weak)| weak.strong_count() > 0);
+    if let Some(signal) = signals
+        .iter()
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, weak)| weak.upgrade())
+    {
+        return signal;
+    }
+    let signal = Arc::new(Notify::new());
+    signals.push((key, Arc::downgrade(&signal)));
+    signal
 }

@@ -285,7 +285,9 @@ mod tests {
     #[test]
     fn refuses_bad_plans_with_a_reason() {
         let err = |text: &str| Plan::parse(text).expect_err("refused").to_string();
-        assert!(err("[[task]]\nid = \"a\"\ntitle = \"A\"\nprioriti = \"high\"").contains("prioriti"));
+        assert!(
+            err("[[task]]\nid = \"a\"\ntitle = \"A\"\nprioriti = \"high\"").contains("prioriti")
+        );
         assert_eq!(
             err("[[task]]\nid = \"a\"\ntitle = \"A\"\npriority = \"urgent\""),
             "task 'a': unknown priority 'urgent': use one of critical, high, normal, low"

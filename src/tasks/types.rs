@@ -200,10 +200,13 @@ pub struct TaskEvent {
     pub id: TaskId,
     pub title: String,
     /// `None` when the task was just created.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub old: Option<Status>,
     pub new: Status,
     pub progress: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
     pub at: Millis,
 }
@@ -254,7 +257,10 @@ pub struct AgentSummary {
 pub enum Refusal {
     NotFound(TaskId),
     /// Task `task` (a title or plan key) depends on `missing`, which does not exist.
-    MissingDependency { task: String, missing: TaskId },
+    MissingDependency {
+        task: String,
+        missing: TaskId,
+    },
     /// The caller does not hold the task (someone else does, or nobody does).
     NotHeld {
         lease: Lease,
@@ -263,7 +269,13 @@ pub enum Refusal {
         attempts: u32,
     },
     /// The caller held it, but the lease ended at `at` (not yet handed to anyone else).
-    LeaseExpired { lease: Lease, at: Millis },
+    LeaseExpired {
+        lease: Lease,
+        at: Millis,
+    },
     /// The task is already final.
-    Final { id: TaskId, status: Status },
+    Final {
+        id: TaskId,
+        status: Status,
+    },
 }

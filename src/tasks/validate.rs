@@ -54,7 +54,10 @@ pub fn spec(spec: &TaskSpec) -> Result<(), TaskError> {
 
 pub fn title(title: &str) -> Result<(), TaskError> {
     if title.trim().is_empty() {
-        return Err(TaskError::invalid("title", "title is required (a non-empty string)"));
+        return Err(TaskError::invalid(
+            "title",
+            "title is required (a non-empty string)",
+        ));
     }
     text("title", title, MAX_TITLE)
 }
@@ -63,10 +66,7 @@ pub fn text(field: &'static str, value: &str, max: usize) -> Result<(), TaskErro
     if value.len() > max {
         return Err(TaskError::invalid(
             field,
-            format!(
-                "{field} is {} bytes, over the limit of {max}",
-                value.len()
-            ),
+            format!("{field} is {} bytes, over the limit of {max}", value.len()),
         ));
     }
     Ok(())
@@ -107,9 +107,7 @@ pub fn tags(tags: &[String]) -> Result<(), TaskError> {
         if !ok {
             return Err(TaskError::invalid(
                 "tags",
-                format!(
-                    "tag '{tag}' must be 1 to {MAX_TAG} letters, digits or _ - . : /"
-                ),
+                format!("tag '{tag}' must be 1 to {MAX_TAG} letters, digits or _ - . : /"),
             ));
         }
     }

@@ -14,11 +14,20 @@ fn with_priority(title: &str, priority: Priority) -> TaskSpec {
 #[tokio::test]
 async fn highest_priority_first_then_oldest_first() {
     let (_dir, tasks) = service().await;
-    let low = tasks.add(with_priority("low", Priority::Low)).await.expect("add");
+    let low = tasks
+        .add(with_priority("low", Priority::Low))
+        .await
+        .expect("add");
     let n1 = add(&tasks, "normal 1").await;
-    let crit = tasks.add(with_priority("crit", Priority::Critical)).await.expect("add");
+    let crit = tasks
+        .add(with_priority("crit", Priority::Critical))
+        .await
+        .expect("add");
     let n2 = add(&tasks, "normal 2").await;
-    let high = tasks.add(with_priority("high", Priority::High)).await.expect("add");
+    let high = tasks
+        .add(with_priority("high", Priority::High))
+        .await
+        .expect("add");
     let mut order = Vec::new();
     while let Some(t) = tasks.claim(claim_as("w")).await.expect("claim") {
         order.push(t.id);
@@ -60,15 +69,39 @@ async fn filters_pick_only_matching_tasks() {
         tags: tags.iter().map(|t| t.to_string()).collect(),
         ..claim_as("worker")
     };
-    assert!(tasks.claim(by(Some("email"), &[])).await.expect("claim").is_none());
-    assert!(tasks.claim(by(None, &["gpu", "8k"])).await.expect("claim").is_none());
-    let t = tasks.claim(by(None, &["4k"])).await.expect("claim").expect("task");
+    assert!(tasks
+        .claim(by(Some("email"), &[]))
+        .await
+        .expect("claim")
+        .is_none());
+    assert!(tasks
+        .claim(by(None, &["gpu", "8k"]))
+        .await
+        .expect("claim")
+        .is_none());
+    let t = tasks
+        .claim(by(None, &["4k"]))
+        .await
+        .expect("claim")
+        .expect("task");
     assert_eq!(t.id, gpu);
     // Only scout may take the reserved task; others skip it.
-    let t = tasks.claim(claim_as("worker")).await.expect("claim").expect("task");
+    let t = tasks
+        .claim(claim_as("worker"))
+        .await
+        .expect("claim")
+        .expect("task");
     assert_eq!(t.id, plain);
-    assert!(tasks.claim(claim_as("worker")).await.expect("claim").is_none());
-    let t = tasks.claim(claim_as("scout")).await.expect("claim").expect("task");
+    assert!(tasks
+        .claim(claim_as("worker"))
+        .await
+        .expect("claim")
+        .is_none());
+    let t = tasks
+        .claim(claim_as("scout"))
+        .await
+        .expect("claim")
+        .expect("task");
     assert_eq!(t.id, reserved);
 
     let mine = tasks
@@ -78,7 +111,10 @@ async fn filters_pick_only_matching_tasks() {
         })
         .await
         .expect("list");
-    assert_eq!(mine.iter().map(|t| t.id).collect::<Vec<_>>(), vec![reserved]);
+    assert_eq!(
+        mine.iter().map(|t| t.id).collect::<Vec<_>>(),
+        vec![reserved]
+    );
     let summary = tasks.summary_by_agent().await.expect("summary");
     let agents: Vec<&str> = summary.iter().map(|s| s.agent.as_str()).collect();
     assert_eq!(agents, ["scout", "worker"]);
@@ -131,11 +167,17 @@ async fn concurrent_claimers_never_get_the_same_task() {
     for i in 0..TASKS {
         add(&tasks, &format!("job {i}")).await;
     }
-    let second_store = open_sqlite(&dir.path().join("tasks.db")).await.expect("open");
+    let second_store = open_sqlite(&dir.path().join("tasks.db"))
+        .await
+        .expect("open");
     let other = over(second_store, TasksConfig::default());
     let mut handles = Vec::new();
     for c in 0..CLAIMERS {
-        let tasks = if c % 2 == 0 { tasks.clone() } else { other.clone() };
+        let tasks = if c % 2 == 0 {
+            tasks.clone()
+        } else {
+            other.clone()
+        };
         handles.push(tokio::spawn(async move {
             let mut got = Vec::new();
             let agent = format!("agent-{c}");

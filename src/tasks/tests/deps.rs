@@ -24,7 +24,10 @@ async fn dependents_become_ready_when_their_last_dependency_is_done() {
     let b = add(&tasks, "b").await;
     let c = tasks.add(after("c", &[a, b, a])).await.expect("add");
     assert_eq!(status(&tasks, c).await, Status::Pending);
-    assert_eq!(tasks.get(c).await.expect("get").expect("c").depends_on, vec![a, b]);
+    assert_eq!(
+        tasks.get(c).await.expect("get").expect("c").depends_on,
+        vec![a, b]
+    );
     finish(&tasks, a).await;
     assert_eq!(status(&tasks, c).await, Status::Pending);
     finish(&tasks, b).await;
@@ -41,7 +44,10 @@ async fn a_lost_dependency_blocks_dependents_transitively_with_the_reason() {
     let b = tasks.add(after("build", &[a])).await.expect("add");
     let c = tasks.add(after("ship", &[b])).await.expect("add");
     let t = claim(&tasks, "w").await;
-    tasks.fail(&lease(&t), "network down", false).await.expect("fail");
+    tasks
+        .fail(&lease(&t), "network down", false)
+        .await
+        .expect("fail");
     for id in [b, c] {
         let task = tasks.get(id).await.expect("get").expect("exists");
         assert_eq!(task.status, Status::Blocked);
@@ -63,8 +69,14 @@ async fn a_lost_dependency_blocks_dependents_transitively_with_the_reason() {
 #[tokio::test]
 async fn a_missing_dependency_is_refused() {
     let (_dir, tasks) = service().await;
-    let err = tasks.add(after("orphan", &[42])).await.expect_err("refused");
-    assert_eq!(err.to_string(), "'orphan' depends on task 42, which does not exist");
+    let err = tasks
+        .add(after("orphan", &[42]))
+        .await
+        .expect_err("refused");
+    assert_eq!(
+        err.to_string(),
+        "'orphan' depends on task 42, which does not exist"
+    );
     assert!(tasks.counts().await.expect("counts").is_empty());
 }
 
@@ -98,7 +110,12 @@ async fn a_plan_loads_in_dependency_order_with_symbols_resolved() {
         .expect("import");
     let keys: Vec<&str> = ids.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(keys, ["ship", "fetch", "build", "docs"]);
-    let id = |k: &str| ids.iter().find(|(key, _)| key == k).map(|(_, id)| *id).expect("key");
+    let id = |k: &str| {
+        ids.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, id)| *id)
+            .expect("key")
+    };
     let ship = tasks.get(id("ship")).await.expect("get").expect("ship");
     assert_eq!(ship.key.as_deref(), Some("ship"));
     assert_eq!(ship.depends_on, {
@@ -142,6 +159,9 @@ async fn a_plan_with_a_cycle_or_a_bad_reference_stores_nothing() {
         .import(Plan::parse(missing).expect("parse"))
         .await
         .expect_err("missing");
-    assert_eq!(err.to_string(), "bad depends on task 777, which does not exist");
+    assert_eq!(
+        err.to_string(),
+        "bad depends on task 777, which does not exist"
+    );
     assert!(tasks.counts().await.expect("counts").is_empty());
 }

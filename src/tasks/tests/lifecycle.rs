@@ -11,7 +11,10 @@ async fn a_task_goes_ready_claimed_running_done_with_events() {
     assert_eq!(status(&tasks, id).await, Status::Ready);
 
     let task = claim(&tasks, "scout").await;
-    assert_eq!((task.id, task.status, task.attempts), (id, Status::Claimed, 1));
+    assert_eq!(
+        (task.id, task.status, task.attempts),
+        (id, Status::Claimed, 1)
+    );
     assert_eq!(task.agent.as_deref(), Some("scout"));
 
     tasks
@@ -49,7 +52,11 @@ async fn a_task_goes_ready_claimed_running_done_with_events() {
         ]
     );
     // The same transitions are in the store's log, for other processes.
-    let logged = tasks.store().task_events(0, 100, Some(id)).await.expect("log");
+    let logged = tasks
+        .store()
+        .task_events(0, 100, Some(id))
+        .await
+        .expect("log");
     assert_eq!(logged.len(), 4);
     assert_eq!(logged[2].note.as_deref(), Some("halfway"));
 }
@@ -65,7 +72,9 @@ async fn fail_retries_until_attempts_run_out() {
         .await
         .expect("add");
     let first = claim(&tasks, "a").await;
-    let after = tasks.fail(&lease(&first), "timeout talking to api", true).await;
+    let after = tasks
+        .fail(&lease(&first), "timeout talking to api", true)
+        .await;
     assert_eq!(after.expect("fail"), Status::Ready);
     let second = claim(&tasks, "b").await;
     assert_eq!(second.attempts, 2);
@@ -83,7 +92,10 @@ async fn fail_without_retry_is_final_at_once() {
     let id = add(&tasks, "bad input").await;
     let t = claim(&tasks, "a").await;
     assert_eq!(
-        tasks.fail(&lease(&t), "unparseable", false).await.expect("fail"),
+        tasks
+            .fail(&lease(&t), "unparseable", false)
+            .await
+            .expect("fail"),
         Status::Failed
     );
     assert_eq!(status(&tasks, id).await, Status::Failed);
@@ -103,10 +115,22 @@ async fn only_the_holder_may_finish_a_task_and_refusals_change_nothing() {
         err.to_string(),
         format!("task {id} is held by agent 'owner', not 'stranger' (claim a task before completing it)")
     );
-    let err = tasks.progress(&lease(&t), 101.0, None).await.expect_err("refused");
-    assert_eq!(err.to_string(), "progress must be between 0 and 100, got 101");
-    let err = tasks.progress(&lease(&t), -1.0, None).await.expect_err("refused");
-    assert_eq!(err.to_string(), "progress must be between 0 and 100, got -1");
+    let err = tasks
+        .progress(&lease(&t), 101.0, None)
+        .await
+        .expect_err("refused");
+    assert_eq!(
+        err.to_string(),
+        "progress must be between 0 and 100, got 101"
+    );
+    let err = tasks
+        .progress(&lease(&t), -1.0, None)
+        .await
+        .expect_err("refused");
+    assert_eq!(
+        err.to_string(),
+        "progress must be between 0 and 100, got -1"
+    );
     assert_eq!(status(&tasks, id).await, Status::Claimed);
 
     // A task nobody claimed is held by nobody.
@@ -118,8 +142,9 @@ async fn only_the_holder_may_finish_a_task_and_refusals_change_nothing() {
     };
     let err = tasks.complete(&ghost, None).await.expect_err("refused");
     assert!(
-        err.to_string()
-            .starts_with(&format!("agent 'owner' does not hold task {other}: it is ready")),
+        err.to_string().starts_with(&format!(
+            "agent 'owner' does not hold task {other}: it is ready"
+        )),
         "{err}"
     );
     tasks.complete(&lease(&t), None).await.expect("complete");
@@ -133,7 +158,10 @@ async fn cancel_is_final_and_explains_itself() {
     let id = add(&tasks, "obsolete").await;
     tasks.cancel(id, "plan changed").await.expect("cancel");
     let t = tasks.get(id).await.expect("get").expect("exists");
-    assert_eq!((t.status, t.error.as_deref()), (Status::Cancelled, Some("plan changed")));
+    assert_eq!(
+        (t.status, t.error.as_deref()),
+        (Status::Cancelled, Some("plan changed"))
+    );
     let err = tasks.cancel(id, "again").await.expect_err("final");
     assert_eq!(err.to_string(), format!("task {id} is already cancelled"));
     let err = tasks.cancel(9999, "x").await.expect_err("missing");

@@ -134,9 +134,7 @@ pub(super) fn task_of(row: &Row<'_>) -> rusqlite::Result<Task> {
 /// Maps a row-conversion error to a readable store error.
 pub(super) fn read_err(what: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
     move |e| match e {
-        rusqlite::Error::FromSqlConversionFailure(_, _, cause) => {
-            StoreError::corrupt(what, cause)
-        }
+        rusqlite::Error::FromSqlConversionFailure(_, _, cause) => StoreError::corrupt(what, cause),
         other => StoreError::sql(what)(other),
     }
 }
@@ -336,8 +334,14 @@ mod tests {
             (query(None, &[]), "tasks_by_status"),
             (query(Some("render"), &[]), "tasks_ready_category"),
             (query(None, &["gpu"]), "tasks_by_status"),
-            ((LAPSED_LEASES.to_string(), vec!["1".into(), "2".into()]), "tasks_leased"),
-            ((PASSED_DEADLINES.to_string(), vec!["1".into(), "2".into()]), "tasks_due"),
+            (
+                (LAPSED_LEASES.to_string(), vec!["1".into(), "2".into()]),
+                "tasks_leased",
+            ),
+            (
+                (PASSED_DEADLINES.to_string(), vec!["1".into(), "2".into()]),
+                "tasks_due",
+            ),
             ((NEXT_EXPIRY.to_string(), vec![]), "tasks_leased"),
         ];
         for ((sql, args), index) in cases {
@@ -358,7 +362,10 @@ mod tests {
                 .await
                 .expect("explain");
             assert!(plan.contains(index), "{shown}: {plan}");
-            assert!(!plan.contains("TEMP B-TREE"), "{shown}: sorts instead of walking: {plan}");
+            assert!(
+                !plan.contains("TEMP B-TREE"),
+                "{shown}: sorts instead of walking: {plan}"
+            );
         }
     }
 }

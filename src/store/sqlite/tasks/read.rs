@@ -33,7 +33,10 @@ pub(super) fn list(conn: &Connection, filter: &ListFilter) -> Result<Vec<Task>, 
         format!("?{}", args.len())
     };
     if let Some(status) = filter.status {
-        clauses.push(format!("status = {}", arg(status.as_str().to_string().into())));
+        clauses.push(format!(
+            "status = {}",
+            arg(status.as_str().to_string().into())
+        ));
     }
     if let Some(agent) = &filter.assignee {
         let a = arg(agent.clone().into());
@@ -54,7 +57,10 @@ pub(super) fn list(conn: &Connection, filter: &ListFilter) -> Result<Vec<Task>, 
     conn.prepare(&format!(
         "SELECT {TASK_COLUMNS} FROM tasks {filter_sql} ORDER BY priority, id LIMIT {limit}"
     ))
-    .and_then(|mut s| s.query_map(params_from_iter(args.iter()), task_of)?.collect())
+    .and_then(|mut s| {
+        s.query_map(params_from_iter(args.iter()), task_of)?
+            .collect()
+    })
     .map_err(read_err("tasks: list"))
 }
 
@@ -105,7 +111,9 @@ pub(super) fn edges(
     let err = StoreError::sql("tasks: read dependency edges");
     let Some(ids) = ids else {
         return conn
-            .prepare_cached("SELECT task_id, depends_on FROM task_deps ORDER BY task_id, depends_on")
+            .prepare_cached(
+                "SELECT task_id, depends_on FROM task_deps ORDER BY task_id, depends_on",
+            )
             .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
             .map_err(err);
     };
@@ -160,7 +168,17 @@ pub(super) fn events(
             vec![after, limit],
         ),
     };
-    type Row = (i64, TaskId, String, Option<String>, String, f64, Option<String>, Option<String>, i64);
+    type Row = (
+        i64,
+        TaskId,
+        String,
+        Option<String>,
+        String,
+        f64,
+        Option<String>,
+        Option<String>,
+        i64,
+    );
     let rows: Vec<Row> = conn
         .prepare_cached(&sql)
         .and_then(|mut s| {

@@ -232,7 +232,16 @@ fn check_lease(
     lease: &Lease,
     now: Millis,
 ) -> Result<Refusable<Held>, StoreError> {
-    type Row = (String, Option<String>, u32, u32, Option<i64>, Option<i64>, String, f64);
+    type Row = (
+        String,
+        Option<String>,
+        u32,
+        u32,
+        Option<i64>,
+        Option<i64>,
+        String,
+        f64,
+    );
     let row: Option<Row> = txn
         .prepare_cached(
             "SELECT status, agent, attempts, max_attempts, lease_until, lease_ms, title, progress
@@ -401,7 +410,11 @@ pub(super) fn fail(
         title: &held.title,
         old: Some(held.status),
         new,
-        progress: if new == Status::Ready { 0.0 } else { held.progress },
+        progress: if new == Status::Ready {
+            0.0
+        } else {
+            held.progress
+        },
         note: Some(error),
         agent: Some(&lease.agent),
     };
@@ -482,9 +495,7 @@ pub(super) fn sweep(
 ) -> Result<(), StoreError> {
     type Lapsed = (TaskId, String, u32, u32, String, Option<String>, f64);
     let lapsed: Vec<Lapsed> = txn
-        .prepare_cached(
-            LAPSED_LEASES,
-        )
+        .prepare_cached(LAPSED_LEASES)
         .and_then(|mut s| {
             s.query_map(params![now, limit as i64], |r| {
                 Ok((
@@ -509,7 +520,8 @@ pub(super) fn sweep(
             continue;
         };
         let who = agent.as_deref().unwrap_or("?");
-        let why = format!("the lease of agent '{who}' lapsed (attempt {attempts} of {max_attempts})");
+        let why =
+            format!("the lease of agent '{who}' lapsed (attempt {attempts} of {max_attempts})");
         end_attempt(txn, id, new, &why, now)?;
         let transition = Transition {
             id,
@@ -528,12 +540,17 @@ pub(super) fn sweep(
     }
     type Due = (TaskId, String, String, Option<String>, f64, Millis);
     let due: Vec<Due> = txn
-        .prepare_cached(
-            PASSED_DEADLINES,
-        )
+        .prepare_cached(PASSED_DEADLINES)
         .and_then(|mut s| {
             s.query_map(params![now, limit as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
             })?
             .collect()
         })
