@@ -15,6 +15,7 @@ pub mod bus;
 pub mod init;
 pub mod repl;
 pub mod run;
+pub mod task;
 
 /// Dream.OS: a scriptable automation runtime for Lua 5.4 agents, schedules and clients.
 #[derive(Debug, Parser)]
@@ -50,6 +51,11 @@ pub enum Command {
         #[command(subcommand)]
         cmd: bus::BusCommand,
     },
+    /// Tasks: add, list, show, claim, progress, done, fail, cancel, import, graph, watch.
+    Task {
+        #[command(subcommand)]
+        cmd: task::TaskCommand,
+    },
     /// Print the effective configuration (file, defaults and DREAMOS_* overrides) as TOML.
     Config,
 }
@@ -69,6 +75,10 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Repl(args) => run::repl(config, args),
         Command::Init { dir } => init::init(&dir),
         Command::Config => print_config(&config),
+        Command::Task { cmd } => with_store(&config, |store| {
+            let config = config.clone();
+            async move { task::run(cmd, store, &config).await }
+        }),
         Command::Bus { cmd } => with_store(&config, |store| {
             let bus_config = config.bus.clone();
             async move { bus::run_with_config(cmd, store, bus_config).await }

@@ -277,6 +277,7 @@ pub type Refusable<T> = Result<T, crate::tasks::Refusal>;
 /// - Ending a task without `done` blocks its pending dependents, transitively; `done`
 ///   makes each dependent whose dependencies are now all done `ready`.
 /// - Tasks are never deleted; the transition log is pruned to the newest `keep` events.
+///
 /// Portable SQL: partial indexes and `RETURNING` exist in SQLite and PostgreSQL alike; a
 /// PostgreSQL claim would add `FOR UPDATE SKIP LOCKED` so that claimers on several nodes
 /// do not queue behind one row lock.
