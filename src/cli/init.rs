@@ -8,6 +8,7 @@ use std::process::ExitCode;
 /// The stub files, embedded so `init` works from an installed binary.
 pub const META: &[(&str, &str)] = &[
     ("agent.lua", include_str!("../../stdlib/meta/agent.lua")),
+    ("cron.lua", include_str!("../../stdlib/meta/cron.lua")),
     ("dreamos.lua", include_str!("../../stdlib/meta/dreamos.lua")),
     ("exec.lua", include_str!("../../stdlib/meta/exec.lua")),
     ("fs.lua", include_str!("../../stdlib/meta/fs.lua")),

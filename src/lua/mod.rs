@@ -12,6 +12,7 @@ use mlua::{Lua, Table};
 
 pub mod agent;
 pub mod core;
+pub mod cron;
 pub mod exec;
 pub mod fs;
 pub mod http;
@@ -28,6 +29,7 @@ pub type Builder = fn(&Lua) -> mlua::Result<Table>;
 /// Every Rust-backed module, by the name scripts `require`.
 pub const MODULES: &[(&str, Builder)] = &[
     ("dreamos", core::module),
+    ("dreamos.cron", cron::module),
     ("dreamos.agent", agent::module),
     ("dreamos.exec", exec::module),
     ("dreamos.fs", fs::module),

@@ -51,7 +51,7 @@ impl Events {
         paused: bool,
     ) {
         match error {
-            None => tracing::info!(target: LOG, schedule = name, ms = ended - started, "run ok"),
+            None => tracing::debug!(target: LOG, schedule = name, ms = ended - started, "run ok"),
             Some(e) => tracing::error!(
                 target: LOG, schedule = name, failures,
                 "run failed ({failures} in a row): {e}"
