@@ -15,6 +15,7 @@ pub mod bus;
 pub mod init;
 pub mod repl;
 pub mod run;
+pub mod schedule;
 pub mod task;
 
 /// Dream.OS: a scriptable automation runtime for Lua 5.4 agents, schedules and clients.
@@ -56,6 +57,11 @@ pub enum Command {
         #[command(subcommand)]
         cmd: task::TaskCommand,
     },
+    /// Schedules: list, history, add, rm, pause, resume, run now, and `next` to preview times.
+    Schedule {
+        #[command(subcommand)]
+        cmd: schedule::ScheduleCommand,
+    },
     /// Print the effective configuration (file, defaults and DREAMOS_* overrides) as TOML.
     Config,
 }
@@ -75,6 +81,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Repl(args) => run::repl(config, args),
         Command::Init { dir } => init::init(&dir),
         Command::Config => print_config(&config),
+        Command::Schedule { cmd } => schedule::run(config.clone(), cmd),
         Command::Task { cmd } => with_store(&config, |store| {
             let config = config.clone();
             async move { task::run(cmd, store, &config).await }

@@ -7,6 +7,7 @@
 //! - [`engine`]: the firing loop, policies and run bookkeeping ([`Scheduler`]).
 //! - [`records`]: what the store keeps (`crate::store::ScheduleStore`).
 //! - [`runner`]: how a run executes (scripts in their own state on another thread).
+//! - [`daemon`]: starting the daemon's scheduler from the configuration and the store.
 //!
 //! Why not `tokio-cron-scheduler`, which the design names: checked on this machine, 0.15
 //! accepts only 6- or 7-field expressions, fixes a job's UTC offset when the job is created
@@ -19,6 +20,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod daemon;
 pub mod def;
 pub mod engine;
 mod events;
