@@ -11,6 +11,7 @@
 //! - [`bus`]: the durable message bus (plain Rust, no mlua).
 //! - [`scheduler`]: cron, intervals and one-shot times with missed-run and overlap policies.
 //! - [`tasks`]: the task store and its state machine (plain Rust, no mlua).
+//! - [`server`]: the daemon's HTTP side — control API, `/metrics`, its lock and token files.
 //! - [`cli`]: one file per subcommand family; `main.rs` only parses and dispatches.
 //! - [`units`]: durations and byte sizes as users write them.
 
@@ -22,6 +23,7 @@ pub mod logging;
 pub mod lua;
 pub mod runtime;
 pub mod scheduler;
+pub mod server;
 pub mod store;
 pub mod tasks;
 pub mod units;

@@ -56,6 +56,7 @@ impl World {
             control: None,
             stall,
             logs: LogRing::default(),
+            source: None,
         };
         let def = agent.probe().await.expect("probe");
         let mut spec = Supervision {
@@ -251,6 +252,7 @@ async fn scripts_that_do_not_define_an_agent_are_refused_with_the_reason() {
                 control: None,
                 stall: None,
                 logs: LogRing::default(),
+                source: None,
             }
         };
         let plain = write("plain.lua", "return { on_message = function() end }");

@@ -14,8 +14,9 @@ pub trait Inbox {
     /// tick, a timer or a command comes first.
     fn next(&mut self) -> LocalBoxFuture<'_, Result<Delivery, String>>;
 
-    /// The handler returned normally: the message is done.
-    fn ack(&mut self, delivery: &Delivery);
+    /// The handler returned normally: the message is done. Resolves once that is durable,
+    /// so a graceful stop never exits with an acknowledgement still in memory.
+    fn ack<'a>(&'a mut self, delivery: &'a Delivery) -> LocalBoxFuture<'a, ()>;
 
     /// The handler failed or the agent is going down: deliver it again later.
     fn nack<'a>(&'a mut self, delivery: &'a Delivery, error: &'a str) -> LocalBoxFuture<'a, ()>;
@@ -59,16 +60,14 @@ impl Inbox for BusInbox {
         })
     }
 
-    fn ack(&mut self, delivery: &Delivery) {
-        // The ack joins the next batch commit; the runner moves on to the next message
-        // meanwhile. If the commit fails, the message is redelivered: at-least-once.
-        let pending = self.bus.ack_queued(delivery);
-        let id = delivery.message.id;
-        tokio::spawn(async move {
-            if let Err(e) = pending.await {
-                tracing::warn!(message = id, error = %e, "ack failed; the message will be redelivered");
+    fn ack<'a>(&'a mut self, delivery: &'a Delivery) -> LocalBoxFuture<'a, ()> {
+        // Joins the bus's next batch commit (cheap under load). If it fails, the message is
+        // redelivered: at-least-once.
+        Box::pin(async move {
+            if let Err(e) = self.bus.ack_queued(delivery).await {
+                tracing::warn!(message = delivery.message.id, error = %e, "ack failed; the message will be redelivered");
             }
-        });
+        })
     }
 
     fn nack<'a>(&'a mut self, delivery: &'a Delivery, error: &'a str) -> LocalBoxFuture<'a, ()> {

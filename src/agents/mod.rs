@@ -17,6 +17,7 @@
 //! Time is tokio's, so tests pause and advance it.
 
 pub mod agent;
+pub mod config;
 pub mod inbox;
 pub mod lifecycle;
 pub mod policy;
@@ -28,6 +29,7 @@ pub mod supervisor;
 mod tests;
 
 pub use agent::{Agent, AgentError, Context, Factory, Handled, TaskWork};
+pub use config::{AgentConfig, DaemonConfig};
 pub use inbox::{BusInbox, Inbox, InboxFactory};
 pub use lifecycle::{AgentStatus, Recorder, SharedStatus, EVENTS_TOPIC};
 pub use policy::{Decision, Overrides, RestartPolicy, RestartTracker, Supervision};

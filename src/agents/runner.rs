@@ -249,7 +249,7 @@ impl Runner {
                     let result = call(stall, "on_message", agent.on_message(ctx, message)).await;
                     if let Some(inbox) = self.inbox.as_mut() {
                         match &result {
-                            Ok(()) => inbox.ack(&delivery),
+                            Ok(()) => inbox.ack(&delivery).await,
                             Err(Exit::Crash(why)) => inbox.nack(&delivery, why).await,
                             Err(_) => inbox.nack(&delivery, "agent stopped").await,
                         }
@@ -352,7 +352,11 @@ async fn call<T>(
         },
         None => handler.await,
     };
-    result.map_err(|e| Exit::Crash(format!("{what} failed: {e}")))
+    result.map_err(|e| match e.0.starts_with("stalled:") {
+        // The agent noticed the stall itself (a Lua loop stopped by its hook).
+        true => Exit::Crash(e.0),
+        false => Exit::Crash(format!("{what} failed: {e}")),
+    })
 }
 
 async fn next_message(inbox: &mut Option<Box<dyn Inbox>>) -> Result<Delivery, String> {

@@ -181,10 +181,11 @@ impl Inbox for TestInbox {
             }
         })
     }
-    fn ack(&mut self, d: &Delivery) {
+    fn ack<'a>(&'a mut self, d: &'a Delivery) -> LocalBoxFuture<'a, ()> {
         self.settled
             .borrow_mut()
             .push(format!("ack:{}", d.message.id));
+        Box::pin(async {})
     }
     fn nack<'a>(&'a mut self, d: &'a Delivery, error: &'a str) -> LocalBoxFuture<'a, ()> {
         self.settled

@@ -11,11 +11,13 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 
+pub mod agent;
 pub mod bus;
 pub mod init;
 pub mod repl;
 pub mod run;
 pub mod schedule;
+pub mod serve;
 pub mod task;
 
 /// Dream.OS: a scriptable automation runtime for Lua 5.4 agents, schedules and clients.
@@ -62,6 +64,13 @@ pub enum Command {
         #[command(subcommand)]
         cmd: schedule::ScheduleCommand,
     },
+    /// Run the daemon: the [[agents]] of dreamos.toml and the control API, until SIGTERM.
+    Serve,
+    /// Control the agents of the running daemon: list, status, start, stop, restart, ...
+    Agent {
+        #[command(subcommand)]
+        cmd: agent::AgentCommand,
+    },
     /// Print the effective configuration (file, defaults and DREAMOS_* overrides) as TOML.
     Config,
 }
@@ -86,6 +95,8 @@ pub fn dispatch(cli: Cli) -> ExitCode {
             let config = config.clone();
             async move { task::run(cmd, store, &config).await }
         }),
+        Command::Serve => serve::serve(config),
+        Command::Agent { cmd } => agent::run(config, cmd),
         Command::Bus { cmd } => with_store(&config, |store| {
             let bus_config = config.bus.clone();
             async move { bus::run_with_config(cmd, store, bus_config).await }

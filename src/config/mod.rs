@@ -32,6 +32,11 @@ pub use errors::ConfigError;
 pub struct Config {
     /// Paths and process-wide settings.
     pub runtime: RuntimeConfig,
+    /// `dreamos serve`: the control API's address and the graceful-stop timeout.
+    pub daemon: crate::agents::DaemonConfig,
+    /// The agents `dreamos serve` supervises, one `[[agents]]` table each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub agents: Vec<crate::agents::AgentConfig>,
     /// Limits and grants every script runs under, with per-script overrides.
     pub sandbox: SandboxConfig,
     /// Console and file logging.
@@ -320,6 +325,7 @@ impl Config {
             key: key.to_string(),
             message,
         };
+        crate::agents::config::validate(&self.agents).map_err(|m| invalid("agents", m))?;
         if !matches!(self.log.console.as_str(), "pretty" | "compact" | "off") {
             return Err(invalid(
                 "log.console",

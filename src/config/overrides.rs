@@ -19,6 +19,7 @@ pub(super) const SECTIONS: &[&str] = &[
     "bus",
     "scheduler",
     "tasks",
+    "daemon",
 ];
 
 /// One override found in the environment.

@@ -359,13 +359,10 @@ pub trait TaskStore: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<Vec<crate::tasks::Task>, StoreError>>;
 
     /// How many tasks are in each status (statuses with none left out).
-    fn task_counts(
-        &self,
-    ) -> BoxFuture<'_, Result<Vec<(crate::tasks::Status, u64)>, StoreError>>;
+    fn task_counts(&self) -> BoxFuture<'_, Result<Vec<(crate::tasks::Status, u64)>, StoreError>>;
 
     /// Per agent, how many tasks it holds or finished, by status.
-    fn agent_summary(&self)
-        -> BoxFuture<'_, Result<Vec<crate::tasks::AgentSummary>, StoreError>>;
+    fn agent_summary(&self) -> BoxFuture<'_, Result<Vec<crate::tasks::AgentSummary>, StoreError>>;
 
     /// Dependency edges `(task, depends_on)` touching `ids` (either end), or all edges.
     fn task_edges(

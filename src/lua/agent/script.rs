@@ -71,6 +71,10 @@ pub struct ScriptAgent {
     /// Stall limit for handlers, enforced inside Lua too (a loop that never yields).
     pub stall: Option<Duration>,
     pub logs: LogRing,
+    /// The script's text as read at start or at the last good reload. Every restart loads
+    /// this text, not the file, so a broken edit on disk never replaces a working agent
+    /// behind the operator's back; `None` reads the file at each start.
+    pub source: Option<Arc<str>>,
 }
 
 /// What a script declared in `agent.define{...}`.
@@ -83,6 +87,16 @@ pub struct Definition {
 }
 
 impl ScriptAgent {
+    /// A copy holding the script's current text from disk (for start-up and reload).
+    pub fn reread(&self) -> Result<ScriptAgent, AgentError> {
+        let text = std::fs::read_to_string(&self.script)
+            .map_err(|e| AgentError::new(format!("cannot read {}: {e}", self.script.display())))?;
+        Ok(ScriptAgent {
+            source: Some(text.into()),
+            ..self.clone()
+        })
+    }
+
     /// Loads the script in a throw-away state and reads its definition.
     pub async fn probe(&self) -> Result<Definition, AgentError> {
         let agent = self.instantiate().await?;
@@ -129,8 +143,15 @@ impl ScriptAgent {
                 supervisor: supervisor.clone(),
             });
         }
-        let chunk = loader::load_text_file(&lua, &self.script)
-            .map_err(|e| AgentError::new(error_message(&lua, &e)))?;
+        let chunk = match &self.source {
+            Some(text) => lua
+                .load(text.as_bytes())
+                .set_name(format!("@{script}"))
+                .set_mode(mlua::chunk::ChunkMode::Text)
+                .into_function(),
+            None => loader::load_text_file(&lua, &self.script),
+        }
+        .map_err(|e| AgentError::new(error_message(&lua, &e)))?;
         // `return agent.define{...}` is a tail call, so a define error carries no line of
         // the script: name the script when the message does not.
         let returned = run(&lua, chunk, (), self.stall, "loading the script")

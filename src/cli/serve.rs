@@ -1,0 +1,185 @@
+//! `dreamos serve`: the long-running daemon. It takes the data directory's lock, opens the
+//! store and the bus, starts the `[[agents]]` marked `autostart`, and serves the control
+//! API and `/metrics` on `[daemon] listen:port` until SIGTERM or Ctrl-C.
+//!
+//! Shutdown follows mini-redis: the signal ends the wait; every agent gets a stop command
+//! and the daemon waits (up to `[daemon] shutdown_timeout`) until every runner task has
+//! finished — each agent finished its message in flight, acknowledged it, and ran
+//! `on_stop`. Messages an agent had not started stay in the queue for the next start.
+//! Then the HTTP server stops and the process exits 0.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::agents::{AgentConfig, Recorder, Supervisor};
+use crate::bus::Bus;
+use crate::config::Config;
+use crate::lua::agent::script::LogRing;
+use crate::lua::agent::ScriptAgent;
+use crate::server::control::Daemon;
+use crate::server::files::{self, DaemonInfo, DaemonLock};
+use crate::server::{router, ApiState};
+use crate::store::{AgentStore, BusStore, SqliteStore};
+
+pub fn serve(config: Arc<Config>) -> anyhow::Result<ExitCode> {
+    let _log = super::init_logging(&config)?;
+    let data_dir = config.resolve(&config.runtime.data_dir);
+    let _lock = DaemonLock::acquire(&data_dir)?;
+    crate::runtime::block_on(run(config, &data_dir))?
+}
+
+async fn run(config: Arc<Config>, data_dir: &Path) -> anyhow::Result<ExitCode> {
+    let db = config.resolve(&config.store.path);
+    let store = crate::store::open_sqlite(&db)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open the store {}: {e}", db.display()))?;
+    let bus = Bus::new(store.clone() as Arc<dyn BusStore>, config.bus.clone())?;
+    let _retention = bus.spawn_retention();
+    let supervisor = Supervisor::new(Recorder::new(
+        Some(store.clone() as Arc<dyn AgentStore>),
+        Some(bus.clone()),
+    ));
+    let scripts = add_agents(&config, &supervisor, &bus, &store).await;
+    for entry in config.agents.iter().filter(|a| a.autostart) {
+        if let Err(e) = supervisor.start(&entry.name, "daemon started") {
+            tracing::warn!(agent = %entry.name, error = %e, "cannot start agent");
+        }
+    }
+
+    let listener =
+        tokio::net::TcpListener::bind((config.daemon.listen.as_str(), config.daemon.port))
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen on {}:{}: {e} (set [daemon] port, or 0 for any free port)",
+                    config.daemon.listen,
+                    config.daemon.port
+                )
+            })?;
+    let addr = listener.local_addr()?;
+    let token = files::write_token(data_dir)?;
+    let (requests, requests_rx) = mpsc::unbounded_channel();
+    let daemon = Daemon {
+        supervisor: supervisor.clone(),
+        bus: bus.clone(),
+        store: store.clone() as Arc<dyn AgentStore>,
+        scripts,
+    };
+    let control = tokio::task::spawn_local(daemon.serve(requests_rx));
+    let app = router(ApiState {
+        requests,
+        bus: bus.clone(),
+        token,
+    });
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = http_stopped.await;
+            })
+            .await
+    });
+    files::write_info(
+        data_dir,
+        &DaemonInfo {
+            addr: addr.to_string(),
+            pid: std::process::id(),
+        },
+    )?;
+    eprintln!(
+        "dreamos serve: {} agent(s), control API on http://{addr} (token in {})",
+        config.agents.len(),
+        data_dir.join(files::TOKEN_FILE).display()
+    );
+
+    let signal = wait_for_signal().await?;
+    tracing::info!(%signal, "stopping agents");
+    eprintln!("dreamos serve: {signal}, stopping agents");
+    let timeout = config.daemon.shutdown_timeout;
+    if tokio::time::timeout(
+        timeout,
+        supervisor.shutdown(&format!("daemon stopping ({signal})")),
+    )
+    .await
+    .is_err()
+    {
+        tracing::warn!("agents did not stop within [daemon] shutdown_timeout; exiting anyway");
+    }
+    files::remove_info(data_dir);
+    let _ = stop_http.send(());
+    if let Ok(Err(e)) = server.await {
+        tracing::warn!(error = %e, "control API ended with an error");
+    }
+    control.abort();
+    eprintln!("dreamos serve: stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Registers every configured agent; a script that does not load is still listed (it will
+/// crash on start and show why), so a typo never hides an agent from `agent list`.
+async fn add_agents(
+    config: &Arc<Config>,
+    supervisor: &Supervisor,
+    bus: &Bus,
+    store: &Arc<SqliteStore>,
+) -> BTreeMap<String, ScriptAgent> {
+    let mut scripts = BTreeMap::new();
+    for entry in &config.agents {
+        let template = ScriptAgent {
+            name: entry.name.clone(),
+            script: config.resolve(&entry.script),
+            config: config.clone(),
+            bus: Some(bus.clone()),
+            store: Some(store.clone()),
+            allow: entry.allow.clone(),
+            memory_limit: entry.memory_limit,
+            control: entry.control.then(|| supervisor.clone()),
+            stall: None,
+            logs: LogRing::default(),
+            source: None,
+        };
+        let agent = template.reread().unwrap_or(template);
+        let (spec, agent) = supervision(entry, agent).await;
+        if let Err(e) = bus.register_agent(&entry.name).await {
+            tracing::warn!(agent = %entry.name, error = %e, "cannot register inbox");
+        }
+        if let Err(e) = supervisor.add(&entry.name, spec, agent.clone().factory()) {
+            tracing::warn!(agent = %entry.name, error = %e, "cannot add agent");
+            continue;
+        }
+        scripts.insert(entry.name.clone(), agent);
+    }
+    scripts
+}
+
+/// The agent's supervision: defaults, then the script's `define`, then `[[agents]]`.
+async fn supervision(
+    entry: &AgentConfig,
+    mut agent: ScriptAgent,
+) -> (crate::agents::Supervision, ScriptAgent) {
+    let script = match agent.probe().await {
+        Ok(def) => def.overrides,
+        Err(e) => {
+            tracing::error!(agent = %entry.name, error = %e, "agent script does not load");
+            eprintln!("dreamos serve: agent {}: {e}", entry.name);
+            Default::default()
+        }
+    };
+    let spec = entry.supervision(&script);
+    agent.stall = spec.stall_timeout;
+    (spec, agent)
+}
+
+async fn wait_for_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}

@@ -1,0 +1,234 @@
+//! The bridge between the HTTP side (tokio tasks, `Send`) and the supervisor (on the
+//! `LocalSet`, `!Send`): handlers send a [`Request`] with a oneshot for the answer, and one
+//! local task — the control loop — carries them out in order. Operator actions therefore
+//! never race each other, and no lock is shared between the two worlds.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::agents::{AgentStatus, Supervisor};
+use crate::bus::Bus;
+use crate::lua::agent::ScriptAgent;
+use crate::store::{AgentStore, AgentTransition};
+
+/// What the control API asks of the daemon.
+pub enum Request {
+    List(oneshot::Sender<Vec<AgentRow>>),
+    Status(String, oneshot::Sender<Result<AgentDetail, Refused>>),
+    Act {
+        name: String,
+        action: Action,
+        reply: oneshot::Sender<Result<String, Refused>>,
+    },
+    Logs(String, oneshot::Sender<Result<Vec<String>, Refused>>),
+    Metrics(oneshot::Sender<String>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Start,
+    Stop,
+    Restart,
+    Reload,
+}
+
+impl std::str::FromStr for Action {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "start" => Ok(Action::Start),
+            "stop" => Ok(Action::Stop),
+            "restart" => Ok(Action::Restart),
+            "reload" => Ok(Action::Reload),
+            other => Err(format!(
+                "unknown action '{other}' (expected start, stop, restart or reload)"
+            )),
+        }
+    }
+}
+
+/// Why a request was refused; `not_found` maps to 404, the rest to 409 or 422.
+#[derive(Debug, Clone, Serialize)]
+pub struct Refused {
+    pub kind: &'static str,
+    pub error: String,
+}
+
+impl Refused {
+    fn new(kind: &'static str, error: impl Into<String>) -> Refused {
+        Refused {
+            kind,
+            error: error.into(),
+        }
+    }
+}
+
+/// One line of `dreamos agent list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentRow {
+    #[serde(flatten)]
+    pub status: AgentStatus,
+    /// Messages waiting in `agent:<name>` plus those being handled.
+    pub inbox: u64,
+}
+
+/// `dreamos agent status NAME`.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentDetail {
+    #[serde(flatten)]
+    pub row: AgentRow,
+    pub script: String,
+    /// The newest transitions, oldest first.
+    pub transitions: Vec<AgentTransition>,
+}
+
+/// Everything the control loop needs.
+pub struct Daemon {
+    pub supervisor: Supervisor,
+    pub bus: Bus,
+    pub store: Arc<dyn AgentStore>,
+    /// The configured Lua agents, by name: reload builds the next version from these.
+    pub scripts: BTreeMap<String, ScriptAgent>,
+}
+
+/// Transitions shown by `status`.
+const STATUS_TRANSITIONS: usize = 20;
+
+impl Daemon {
+    /// Serves requests until every sender is gone.
+    pub async fn serve(self, mut requests: mpsc::UnboundedReceiver<Request>) {
+        while let Some(request) = requests.recv().await {
+            match request {
+                Request::List(reply) => {
+                    let _ = reply.send(self.rows().await);
+                }
+                Request::Status(name, reply) => {
+                    let _ = reply.send(self.detail(&name).await);
+                }
+                Request::Act {
+                    name,
+                    action,
+                    reply,
+                } => {
+                    let _ = reply.send(self.act(&name, action).await);
+                }
+                Request::Logs(name, reply) => {
+                    let result = match self.scripts.get(&name) {
+                        Some(agent) => Ok(agent.logs.lines()),
+                        None => Err(Refused::new(
+                            "not_found",
+                            format!("no agent named '{name}'"),
+                        )),
+                    };
+                    let _ = reply.send(result);
+                }
+                Request::Metrics(reply) => {
+                    let stats = self.bus.stats().await.ok();
+                    let text = super::metrics::render(&self.supervisor.list(), stats.as_ref());
+                    let _ = reply.send(text);
+                }
+            }
+        }
+    }
+
+    async fn rows(&self) -> Vec<AgentRow> {
+        let depths: BTreeMap<String, u64> = match self.bus.stats().await {
+            Ok(stats) => stats
+                .channels
+                .into_iter()
+                .map(|c| (c.channel, c.queued + c.in_flight))
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read inbox depths");
+                BTreeMap::new()
+            }
+        };
+        self.supervisor
+            .list()
+            .into_iter()
+            .map(|status| AgentRow {
+                inbox: depths
+                    .get(&format!("agent:{}", status.name))
+                    .copied()
+                    .unwrap_or(0),
+                status,
+            })
+            .collect()
+    }
+
+    async fn detail(&self, name: &str) -> Result<AgentDetail, Refused> {
+        let row = self
+            .rows()
+            .await
+            .into_iter()
+            .find(|r| r.status.name == name)
+            .ok_or_else(|| Refused::new("not_found", format!("no agent named '{name}'")))?;
+        let transitions = self
+            .store
+            .agent_transitions(name.to_string(), STATUS_TRANSITIONS)
+            .await
+            .unwrap_or_default();
+        let script = self
+            .scripts
+            .get(name)
+            .map(|s| s.script.display().to_string())
+            .unwrap_or_default();
+        Ok(AgentDetail {
+            row,
+            script,
+            transitions,
+        })
+    }
+
+    async fn act(&self, name: &str, action: Action) -> Result<String, Refused> {
+        let refused = |e: crate::agents::SupervisorError| match e {
+            crate::agents::SupervisorError::Unknown(_) => Refused::new("not_found", e.to_string()),
+            other => Refused::new("conflict", other.to_string()),
+        };
+        match action {
+            Action::Start => self
+                .supervisor
+                .start(name, "started by an operator")
+                .map(|()| format!("{name}: starting"))
+                .map_err(refused),
+            Action::Stop => self
+                .supervisor
+                .stop(name, "stopped by an operator")
+                .await
+                .map(|()| format!("{name}: stopped"))
+                .map_err(refused),
+            Action::Restart => self
+                .supervisor
+                .restart(name, "restarted by an operator")
+                .map(|()| format!("{name}: restarting"))
+                .map_err(refused),
+            Action::Reload => self.reload(name).await,
+        }
+    }
+
+    /// Reads the script again and checks that it loads and defines an agent; only then
+    /// does the new version replace the old, so a broken edit leaves the agent running
+    /// the last good version (as wezterm does with its configuration).
+    async fn reload(&self, name: &str) -> Result<String, Refused> {
+        let current = self
+            .scripts
+            .get(name)
+            .ok_or_else(|| Refused::new("not_found", format!("no agent named '{name}'")))?;
+        let next = current
+            .reread()
+            .map_err(|e| Refused::new("invalid", e.to_string()))?;
+        next.probe().await.map_err(|e| {
+            Refused::new(
+                "invalid",
+                format!("{name}: the new version does not load, still running the old one: {e}"),
+            )
+        })?;
+        self.supervisor
+            .reload(name, next.factory())
+            .map_err(|e| Refused::new("conflict", e.to_string()))?;
+        Ok(format!("{name}: reloaded"))
+    }
+}

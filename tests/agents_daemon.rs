@@ -1,0 +1,381 @@
+//! `dreamos serve` driven through the real binary: a daemon on a free port in a temporary
+//! directory, controlled with `dreamos agent ...` as an operator would.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_dreamos")
+}
+
+fn dreamos(dir: &Path, args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .current_dir(dir)
+        .env_remove("DREAMOS_CONFIG")
+        .env("DREAMOS_LOG_CONSOLE", "off")
+        .output()
+        .expect("run dreamos")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A running daemon; killed if a test fails before stopping it.
+struct Daemon {
+    child: Option<Child>,
+    dir: PathBuf,
+}
+
+impl Daemon {
+    fn start(dir: &Path) -> Daemon {
+        let _ = std::fs::remove_file(dir.join("data/daemon.json"));
+        let child = Command::new(bin())
+            .arg("serve")
+            .current_dir(dir)
+            .env_remove("DREAMOS_CONFIG")
+            .env("DREAMOS_LOG_CONSOLE", "off")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn serve");
+        let d = Daemon {
+            child: Some(child),
+            dir: dir.to_path_buf(),
+        };
+        wait_until("daemon.json", || dir.join("data/daemon.json").exists());
+        d
+    }
+
+    fn agent(&self, args: &[&str]) -> String {
+        let mut all = vec!["agent"];
+        all.extend_from_slice(args);
+        let out = dreamos(&self.dir, &all);
+        assert!(
+            out.status.success(),
+            "agent {args:?} failed: {}",
+            text(&out)
+        );
+        text(&out)
+    }
+
+    fn status(&self, name: &str) -> String {
+        self.agent(&["status", name])
+    }
+
+    /// SIGTERM, then the exit status and stderr.
+    fn terminate(&mut self) -> (std::process::ExitStatus, String) {
+        let child = self.child.take().expect("running");
+        let pid = child.id() as i32;
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let out = child.wait_with_output().expect("wait");
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+const CONFIG: &str = r#"
+[runtime]
+data_dir = "data"
+[store]
+path = "data/dreamos.db"
+[bus]
+visibility_timeout = "2s"
+backoff_base = "100ms"
+[daemon]
+port = 0
+"#;
+
+const COUNTER: &str = r#"
+local agent = require("dreamos.agent")
+local time = require("dreamos.time")
+return agent.define {
+  on_message = function(self, msg)
+    if msg.payload == "crash" then error("asked to crash") end
+    if msg.payload == "spin" then while true do end end
+    if msg.payload == "slow" then time.sleep(0.05) end
+    self.state.n = (self.state.n or 0) + 1
+    self:log("message " .. self.state.n)
+  end,
+  on_stop = function(self, reason) self.state.stopped = reason end,
+}
+"#;
+
+fn project(agents: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("dreamos.toml"),
+        format!("{CONFIG}\n{agents}"),
+    )
+    .expect("config");
+    std::fs::write(dir.path().join("counter.lua"), COUNTER).expect("script");
+    dir
+}
+
+/// `self.state` of an agent as stored.
+fn stored_state(dir: &Path, agent: &str) -> serde_json::Value {
+    use dreamos::store::AgentStore;
+    let db = dir.join("data/dreamos.db");
+    let agent = agent.to_string();
+    dreamos::runtime::block_on(async move {
+        let store = dreamos::store::open_sqlite(&db).await.expect("open");
+        store
+            .load_agent_state(agent)
+            .await
+            .expect("load")
+            .unwrap_or_default()
+    })
+    .expect("runtime")
+}
+
+#[test]
+fn no_daemon_is_a_clear_message() {
+    let dir = project("");
+    let out = dreamos(dir.path(), &["agent", "list"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("no dreamos daemon is running for data directory"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn serve_lists_controls_and_stops_gracefully() {
+    let dir = project(
+        r#"
+[[agents]]
+name = "counter"
+script = "counter.lua"
+[[agents]]
+name = "spare"
+script = "counter.lua"
+autostart = false
+"#,
+    );
+    let mut d = Daemon::start(dir.path());
+    let list = d.agent(&["list"]);
+    assert!(list.starts_with("NAME"), "{list}");
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("counter") && l.contains("running")),
+        "{list}"
+    );
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("spare") && l.contains("stopped")),
+        "{list}"
+    );
+
+    // The token is private to this user.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join("data/daemon.token"))
+        .expect("token")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // A second daemon on the same data directory refuses.
+    let second = dreamos(dir.path(), &["serve"]);
+    assert_eq!(second.status.code(), Some(1));
+    assert!(
+        text(&second).contains("another dreamos serve"),
+        "{}",
+        text(&second)
+    );
+    assert!(
+        text(&second).contains("is already running"),
+        "{}",
+        text(&second)
+    );
+
+    d.agent(&["message", "counter", "hello"]);
+    wait_until("the message handled", || {
+        d.agent(&["logs", "counter"]).contains("message 1")
+    });
+    assert!(d.agent(&["start", "spare"]).contains("spare: starting"));
+    let out = dreamos(dir.path(), &["agent", "start", "counter"]);
+    assert!(
+        text(&out).contains("agent 'counter' is already running"),
+        "{}",
+        text(&out)
+    );
+    assert!(d.agent(&["stop", "spare"]).contains("spare: stopped"));
+    let out = dreamos(dir.path(), &["agent", "status", "nobody"]);
+    assert!(
+        text(&out).contains("no agent named 'nobody'"),
+        "{}",
+        text(&out)
+    );
+
+    // Metrics in Prometheus text.
+    let metrics = http_get(dir.path(), "/metrics");
+    assert!(
+        metrics.contains("dreamos_agents{state=\"running\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("dreamos_agent_handled_total{agent=\"counter\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("# TYPE dreamos_bus_messages gauge"),
+        "{metrics}"
+    );
+
+    let (status, stderr) = d.terminate();
+    assert!(status.success(), "exit {status:?}: {stderr}");
+    assert!(stderr.contains("SIGTERM, stopping agents"), "{stderr}");
+    let state = stored_state(dir.path(), "counter");
+    assert_eq!(state["n"], 1);
+    assert_eq!(state["stopped"], "daemon stopping (SIGTERM)");
+    let out = dreamos(dir.path(), &["agent", "list"]);
+    assert!(
+        text(&out).contains("no dreamos daemon is running"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn crashed_and_stalled_agents_are_restarted() {
+    let dir = project(
+        r#"
+[[agents]]
+name = "crasher"
+script = "counter.lua"
+[[agents]]
+name = "spinner"
+script = "counter.lua"
+stall_timeout = "1s"
+"#,
+    );
+    let d = Daemon::start(dir.path());
+    d.agent(&["message", "crasher", "crash"]);
+    d.agent(&["message", "spinner", "spin"]);
+    // The poison message is redelivered (and crashes again) until it is dead, so look for
+    // the restart in the transitions rather than a steady state.
+    wait_until("a crash and a restart", || {
+        let s = d.status("crasher");
+        s.contains("running -> crashed  on_message failed: ")
+            && s.contains("asked to crash")
+            && s.contains("backoff -> starting")
+    });
+    wait_until("a stall and a restart", || {
+        let s = d.status("spinner");
+        s.contains("running -> crashed  stalled: on_message ran past stall_timeout (1s)")
+            && s.contains("backoff -> starting")
+    });
+}
+
+#[test]
+fn reload_keeps_the_old_version_when_the_new_one_fails() {
+    let dir = project(
+        r#"
+[[agents]]
+name = "counter"
+script = "counter.lua"
+"#,
+    );
+    let d = Daemon::start(dir.path());
+    std::fs::write(dir.path().join("counter.lua"), "return {").expect("break it");
+    let out = dreamos(dir.path(), &["agent", "reload", "counter"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("the new version does not load, still running the old one"),
+        "{}",
+        text(&out)
+    );
+    // A restart still runs the last good version, not the broken file.
+    d.agent(&["restart", "counter"]);
+    d.agent(&["message", "counter", "x"]);
+    wait_until("old version answers", || {
+        d.agent(&["logs", "counter"]).contains("message 1")
+    });
+    let v2 = COUNTER.replace("\"message \"", "\"v2 message \"");
+    std::fs::write(dir.path().join("counter.lua"), v2).expect("fix it");
+    assert!(d
+        .agent(&["reload", "counter"])
+        .contains("counter: reloaded"));
+    d.agent(&["message", "counter", "y"]);
+    wait_until("new version answers", || {
+        d.agent(&["logs", "counter"]).contains("v2 message 2")
+    });
+}
+
+#[test]
+fn sigterm_mid_stream_loses_no_message() {
+    let dir = project(
+        r#"
+[[agents]]
+name = "counter"
+script = "counter.lua"
+"#,
+    );
+    let mut d = Daemon::start(dir.path());
+    for _ in 0..20 {
+        d.agent(&["message", "counter", "slow"]);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, stderr) = d.terminate();
+    assert!(status.success(), "{stderr}");
+    let handled = stored_state(dir.path(), "counter")["n"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        handled < 20,
+        "the test should stop the daemon mid-stream ({handled})"
+    );
+    let d = Daemon::start(dir.path());
+    wait_until("every message handled after the restart", || {
+        stored_state(dir.path(), "counter")["n"].as_u64() == Some(20)
+    });
+    drop(d);
+}
+
+/// A plain HTTP/1.1 GET against the daemon.
+fn http_get(dir: &Path, path: &str) -> String {
+    use std::io::{Read, Write};
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("data/daemon.json")).expect("info"))
+            .expect("json");
+    let addr = info["addr"].as_str().expect("addr");
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out
+}
