@@ -11,7 +11,8 @@ use dreamos::bus::{Bus, BusConfig, SendOptions};
 use dreamos::config::Config;
 use dreamos::lua::agent::script::LogRing;
 use dreamos::lua::agent::ScriptAgent;
-use dreamos::store::{open_sqlite, AgentStore, BusStore, SqliteStore};
+use dreamos::store::{open_sqlite, AgentStore, BusStore, SqliteStore, TaskStore};
+use dreamos::tasks::{Status, TaskSpec, Tasks, TasksConfig};
 use serde_json::json;
 
 struct World {
@@ -20,22 +21,32 @@ struct World {
     store: Arc<SqliteStore>,
     bus: Bus,
     sup: Supervisor,
+    tasks: Tasks,
 }
 
 async fn world() -> World {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = open_sqlite(&dir.path().join("d.db")).await.expect("store");
     let bus = Bus::new(store.clone() as Arc<dyn BusStore>, BusConfig::default()).expect("bus");
-    let sup = Supervisor::new(Recorder::new(
+    let tasks = Tasks::new(
+        store.clone() as Arc<dyn TaskStore>,
+        bus.clone(),
+        TasksConfig::default(),
+    )
+    .expect("tasks");
+    let mut recorder = Recorder::new(
         Some(store.clone() as Arc<dyn AgentStore>),
         Some(bus.clone()),
-    ));
+    );
+    recorder.tasks = Some(tasks.clone());
+    let sup = Supervisor::new(recorder);
     World {
         dir: dir.path().to_path_buf(),
         _dir: dir,
         store,
         bus,
         sup,
+        tasks,
     }
 }
 
@@ -57,6 +68,7 @@ impl World {
             stall,
             logs: LogRing::default(),
             source: None,
+            tasks: Some(self.tasks.clone()),
         };
         let def = agent.probe().await.expect("probe");
         let mut spec = Supervision {
@@ -64,6 +76,7 @@ impl World {
             ..Supervision::default()
         };
         def.overrides.apply(&mut spec);
+        spec.task_category = def.tasks.map(|(category, _)| category);
         spec.stall_timeout = stall;
         self.sup.add(name, spec, agent.factory()).expect("add");
         self.sup.start(name, "test").expect("start");
@@ -253,6 +266,7 @@ async fn scripts_that_do_not_define_an_agent_are_refused_with_the_reason() {
                 stall: None,
                 logs: LogRing::default(),
                 source: None,
+            tasks: None,
             }
         };
         let plain = write("plain.lua", "return { on_message = function() end }");
@@ -282,6 +296,61 @@ async fn scripts_that_do_not_define_an_agent_are_refused_with_the_reason() {
         assert_eq!(def.overrides.idle_timeout, Some(Duration::from_secs(120)));
         assert_eq!(def.overrides.tick, Some(Duration::from_secs(5)));
         assert_eq!(def.overrides.restart, Some(dreamos::agents::RestartPolicy::Transient));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_agent_with_a_task_category_works_through_its_tasks() {
+    local(async {
+        let w = world().await;
+        let builder = r#"
+local agent = require("dreamos.agent")
+return agent.define {
+  tasks = { category = "build" },
+  on_task = function(self, task)
+    assert(task:progress(50, "halfway"))
+    if task.payload.n < 0 then error("negative") end
+    return { doubled = task.payload.n * 2, title = task.title }
+  end,
+}
+"#;
+        w.add("builder", builder, None).await;
+        let spec = |n: i64, category: &str| TaskSpec {
+            title: format!("double {n}"),
+            category: Some(category.into()),
+            payload: Some(json!({ "n": n })),
+            max_attempts: Some(1),
+            ..TaskSpec::default()
+        };
+        let good = w.tasks.add(spec(21, "build")).await.expect("add");
+        let bad = w.tasks.add(spec(-1, "build")).await.expect("add");
+        let other = w.tasks.add(spec(5, "deploy")).await.expect("add");
+        for _ in 0..200 {
+            let done = w.tasks.get(good).await.expect("get").map(|t| t.status);
+            let failed = w.tasks.get(bad).await.expect("get").map(|t| t.status);
+            if done == Some(Status::Done) && failed == Some(Status::Failed) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let task = w.tasks.get(good).await.expect("get").expect("task");
+        assert_eq!(task.status, Status::Done, "{:?}", task.error);
+        assert_eq!(
+            task.result,
+            Some(json!({"doubled": 42, "title": "double 21"}))
+        );
+        assert_eq!(task.agent.as_deref(), Some("builder"));
+        let task = w.tasks.get(bad).await.expect("get").expect("task");
+        assert_eq!(task.status, Status::Failed);
+        assert!(task.error.unwrap_or_default().contains("negative"));
+        let untouched = w.tasks.get(other).await.expect("get").expect("task");
+        assert_eq!(
+            untouched.status,
+            Status::Ready,
+            "another category is not claimed"
+        );
+        w.sup.shutdown("done").await;
     })
     .await;
 }

@@ -30,11 +30,14 @@ pub type Handled<'a, T = ()> = LocalBoxFuture<'a, Result<T, AgentError>>;
 /// so a restart really starts over (for Lua, a new state with the script loaded again).
 pub type Factory = Rc<dyn Fn() -> LocalBoxFuture<'static, Result<Box<dyn Agent>, AgentError>>>;
 
-/// A task handed to `on_task`: its id and its JSON form. The task service settles it
-/// from the handler's result (complete on `Ok`, fail on `Err`).
+/// A claimed task handed to `on_task`. The runner settles it from the handler's result:
+/// complete on `Ok` (the value is the task's result), fail with a retry on `Err`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskWork {
-    pub id: String,
+    pub id: crate::tasks::TaskId,
+    /// The claim; `progress` and `heartbeat` need it.
+    pub lease: crate::tasks::Lease,
+    /// The task as JSON (title, payload, priority, attempts, ...).
     pub task: serde_json::Value,
 }
 

@@ -88,6 +88,8 @@ pub struct Recorder {
     pub store: Option<Arc<dyn AgentStore>>,
     /// Live announcements; `None` without a bus.
     pub bus: Option<Bus>,
+    /// The task service, for agents that declare a task category.
+    pub tasks: Option<crate::tasks::Tasks>,
     /// Wall-clock timestamps on tokio's clock, so paused tests see consistent times.
     pub clock: Arc<Clock>,
 }
@@ -97,6 +99,7 @@ impl Recorder {
         Recorder {
             store,
             bus,
+            tasks: None,
             clock: Arc::new(Clock::new()),
         }
     }

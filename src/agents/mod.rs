@@ -12,6 +12,7 @@
 //! - [`lifecycle`]: every transition goes to the store, to `agents.events` on the bus, and
 //!   to the shared [`AgentStatus`] that `dreamos agent list` reads.
 //! - [`inbox`]: where messages come from (the durable `agent:<name>` queue in the daemon).
+//! - [`work`]: tasks claimed for agents that declare a category, fed to `on_task`.
 //! - [`supervisor`]: the registry of agents and the operator actions on them.
 //!
 //! Time is tokio's, so tests pause and advance it.
@@ -24,6 +25,7 @@ pub mod policy;
 pub mod runner;
 pub mod state;
 pub mod supervisor;
+pub mod work;
 
 #[cfg(test)]
 mod tests;

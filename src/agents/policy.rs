@@ -94,6 +94,8 @@ pub struct Supervision {
     pub tick: Option<Duration>,
     /// How long `on_stop` may take before the agent stops anyway.
     pub stop_timeout: Duration,
+    /// Claim tasks of this category for `on_task` (`""`: any category); `None`: no tasks.
+    pub task_category: Option<String>,
 }
 
 impl Default for Supervision {
@@ -111,6 +113,7 @@ impl Default for Supervision {
             stall_timeout: Some(Duration::from_secs(5 * 60)),
             tick: None,
             stop_timeout: Duration::from_secs(10),
+            task_category: None,
         }
     }
 }

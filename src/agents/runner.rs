@@ -15,11 +15,12 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant, Interval, MissedTickBehavior};
 
-use super::agent::{Agent, AgentError, Context, Factory};
+use super::agent::{Agent, AgentError, Context, Factory, TaskWork};
 use super::inbox::Inbox;
 use super::lifecycle::{update, Lifecycle};
 use super::policy::{Decision, RestartTracker, Supervision};
 use super::state::AgentState;
+use super::work::TaskFeed;
 use crate::bus::{Bus, Delivery};
 use crate::units::format_duration;
 
@@ -50,6 +51,7 @@ enum Exit {
 /// What woke the event loop.
 enum Event {
     Command(Option<Command>),
+    Task(Option<TaskWork>),
     Message(Result<Box<Delivery>, String>),
     Tick,
     Idle,
@@ -217,6 +219,12 @@ impl Runner {
         let stall = self.spec.stall_timeout;
         let mut last_activity = Instant::now();
         let mut idle_since: Option<Instant> = None;
+        let mut feed = match (&self.life.recorder.tasks, &self.spec.task_category) {
+            (Some(tasks), Some(category)) => {
+                Some(TaskFeed::start(tasks.clone(), &self.life.name, category))
+            }
+            _ => None,
+        };
         let mut ticker = self.spec.tick.map(|every| {
             let mut t = tokio::time::interval_at(Instant::now() + every, every);
             t.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -232,6 +240,7 @@ impl Runner {
                 biased;
                 cmd = self.commands.recv() => Event::Command(cmd),
                 d = next_message(&mut self.inbox) => Event::Message(d.map(Box::new)),
+                w = next_task(&mut feed) => Event::Task(w),
                 _ = next_tick(&mut ticker) => Event::Tick,
                 _ = sleep_until(idle_at.unwrap_or_else(far_future)), if idle_at.is_some() => Event::Idle,
                 _ = sleep_until(resume_at.unwrap_or_else(far_future)), if resume_at.is_some() => Event::Resume,
@@ -253,6 +262,19 @@ impl Runner {
                             Err(Exit::Crash(why)) => inbox.nack(&delivery, why).await,
                             Err(_) => inbox.nack(&delivery, "agent stopped").await,
                         }
+                    }
+                    if let Err(exit) = result {
+                        return exit;
+                    }
+                    update(&self.life.status, |s| s.handled += 1);
+                    active = true;
+                }
+                Event::Task(None) => feed = None,
+                Event::Task(Some(work)) => {
+                    let lease = work.lease.clone();
+                    let result = call(stall, "on_task", agent.on_task(ctx, work)).await;
+                    if let Some(feed) = &feed {
+                        settle_task(&feed.tasks, &lease, &result).await;
                     }
                     if let Err(exit) = result {
                         return exit;
@@ -363,6 +385,33 @@ async fn next_message(inbox: &mut Option<Box<dyn Inbox>>) -> Result<Delivery, St
     match inbox {
         Some(inbox) => inbox.next().await,
         None => std::future::pending().await,
+    }
+}
+
+async fn next_task(feed: &mut Option<TaskFeed>) -> Option<TaskWork> {
+    match feed {
+        Some(feed) => feed.rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Completes or fails a task from its handler's outcome. A refusal (the lease lapsed
+/// while the handler ran) is logged: the task service already moved the task on.
+async fn settle_task(
+    tasks: &crate::tasks::Tasks,
+    lease: &crate::tasks::Lease,
+    result: &Result<serde_json::Value, Exit>,
+) {
+    let outcome = match result {
+        Ok(value) => {
+            let value = (!value.is_null()).then(|| value.clone());
+            tasks.complete(lease, value).await
+        }
+        Err(Exit::Crash(why)) => tasks.fail(lease, why, true).await.map(|_| ()),
+        Err(_) => tasks.fail(lease, "agent stopped", true).await.map(|_| ()),
+    };
+    if let Err(e) = outcome {
+        tracing::warn!(task = lease.id, error = %e, "cannot settle task");
     }
 }
 

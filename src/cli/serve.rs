@@ -1,6 +1,6 @@
 //! `dreamos serve`: the long-running daemon. It takes the data directory's lock, opens the
-//! store and the bus, starts the `[[agents]]` marked `autostart`, and serves the control
-//! API and `/metrics` on `[daemon] listen:port` until SIGTERM or Ctrl-C.
+//! store and the bus, starts the `[[agents]]` marked `autostart`, fires the schedules, and
+//! serves the control API and `/metrics` on `[daemon] listen:port` until SIGTERM or Ctrl-C.
 //!
 //! Shutdown follows mini-redis: the signal ends the wait; every agent gets a stop command
 //! and the daemon waits (up to `[daemon] shutdown_timeout`) until every runner task has
@@ -23,7 +23,8 @@ use crate::lua::agent::ScriptAgent;
 use crate::server::control::Daemon;
 use crate::server::files::{self, DaemonInfo, DaemonLock};
 use crate::server::{router, ApiState};
-use crate::store::{AgentStore, BusStore, SqliteStore};
+use crate::store::{AgentStore, BusStore, ScheduleStore, SqliteStore, TaskStore};
+use crate::tasks::Tasks;
 
 pub fn serve(config: Arc<Config>) -> anyhow::Result<ExitCode> {
     let _log = super::init_logging(&config)?;
@@ -39,16 +40,39 @@ async fn run(config: Arc<Config>, data_dir: &Path) -> anyhow::Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("cannot open the store {}: {e}", db.display()))?;
     let bus = Bus::new(store.clone() as Arc<dyn BusStore>, config.bus.clone())?;
     let _retention = bus.spawn_retention();
-    let supervisor = Supervisor::new(Recorder::new(
+    let tasks = Tasks::new(
+        store.clone() as Arc<dyn TaskStore>,
+        bus.clone(),
+        config.tasks.clone(),
+    )?;
+    let mut recorder = Recorder::new(
         Some(store.clone() as Arc<dyn AgentStore>),
         Some(bus.clone()),
-    ));
-    let scripts = add_agents(&config, &supervisor, &bus, &store).await;
+    );
+    recorder.tasks = Some(tasks.clone());
+    let supervisor = Supervisor::new(recorder);
+    let scripts = add_agents(&config, &supervisor, &bus, &store, &tasks).await;
     for entry in config.agents.iter().filter(|a| a.autostart) {
         if let Err(e) = supervisor.start(&entry.name, "daemon started") {
             tracing::warn!(agent = %entry.name, error = %e, "cannot start agent");
         }
     }
+
+    // Schedules (`[[schedules]]` and those added at run time) fire while the daemon runs.
+    let scheduler = crate::scheduler::daemon::start(
+        config.clone(),
+        store.clone() as Arc<dyn ScheduleStore>,
+        Some(bus.clone()),
+    )
+    .await?;
+    let (stop_schedules, schedules_stopped) = tokio::sync::oneshot::channel::<()>();
+    let schedules = tokio::task::spawn_local(async move {
+        scheduler
+            .run(async {
+                let _ = schedules_stopped.await;
+            })
+            .await
+    });
 
     let listener =
         tokio::net::TcpListener::bind((config.daemon.listen.as_str(), config.daemon.port))
@@ -99,6 +123,8 @@ async fn run(config: Arc<Config>, data_dir: &Path) -> anyhow::Result<ExitCode> {
     let signal = wait_for_signal().await?;
     tracing::info!(%signal, "stopping agents");
     eprintln!("dreamos serve: {signal}, stopping agents");
+    let _ = stop_schedules.send(());
+    let _ = schedules.await;
     let timeout = config.daemon.shutdown_timeout;
     if tokio::time::timeout(
         timeout,
@@ -126,6 +152,7 @@ async fn add_agents(
     supervisor: &Supervisor,
     bus: &Bus,
     store: &Arc<SqliteStore>,
+    tasks: &Tasks,
 ) -> BTreeMap<String, ScriptAgent> {
     let mut scripts = BTreeMap::new();
     for entry in &config.agents {
@@ -141,6 +168,7 @@ async fn add_agents(
             stall: None,
             logs: LogRing::default(),
             source: None,
+            tasks: Some(tasks.clone()),
         };
         let agent = template.reread().unwrap_or(template);
         let (spec, agent) = supervision(entry, agent).await;
@@ -161,15 +189,16 @@ async fn supervision(
     entry: &AgentConfig,
     mut agent: ScriptAgent,
 ) -> (crate::agents::Supervision, ScriptAgent) {
-    let script = match agent.probe().await {
-        Ok(def) => def.overrides,
+    let def = match agent.probe().await {
+        Ok(def) => def,
         Err(e) => {
             tracing::error!(agent = %entry.name, error = %e, "agent script does not load");
             eprintln!("dreamos serve: agent {}: {e}", entry.name);
             Default::default()
         }
     };
-    let spec = entry.supervision(&script);
+    let mut spec = entry.supervision(&def.overrides);
+    spec.task_category = def.tasks.map(|(category, _)| category);
     agent.stall = spec.stall_timeout;
     (spec, agent)
 }

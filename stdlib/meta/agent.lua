@@ -13,8 +13,8 @@
 local agent = {}
 
 ---@class dreamos.AgentTasks
----@field category string   tasks of this category are claimed for on_task
----@field concurrency? integer  default 1
+---@field category string   ready tasks of this category are claimed (under a lease) for on_task
+---@field concurrency? integer  accepted; tasks are handled one at a time per agent for now
 
 ---@class dreamos.AgentDefinition
 ---@field name? string            default: the name in [[agents]]
@@ -32,10 +32,27 @@ local agent = {}
 ---@field state? table                   initial self.state (only when none was saved)
 ---@field on_start? fun(self: dreamos.AgentSelf)
 ---@field on_message? fun(self: dreamos.AgentSelf, msg: dreamos.AgentMessage)  returning acks the message; an error returns it to the queue
----@field on_task? fun(self: dreamos.AgentSelf, task: table): any
+---@field on_task? fun(self: dreamos.AgentSelf, task: dreamos.AgentTask): any  the value completes the task (its result); an error fails it (retried while attempts remain)
 ---@field on_tick? fun(self: dreamos.AgentSelf)
 ---@field on_idle? fun(self: dreamos.AgentSelf)
 ---@field on_stop? fun(self: dreamos.AgentSelf, reason: string)
+
+---@class dreamos.AgentTask
+---@field id integer
+---@field title string
+---@field payload any
+---@field priority string
+---@field category? string
+---@field attempts integer
+---@field percent number  the progress last reported
+local task_methods = {}
+
+--- Reports progress (0 to 100) with an optional note and renews the lease.
+---@param pct number
+---@param note? string
+---@return true|nil
+---@return dreamos.Error|nil
+function task_methods:progress(pct, note) end
 
 ---@class dreamos.AgentMessage
 ---@field id integer
@@ -83,7 +100,8 @@ function self_methods:log(text) end
 ---@param reason? string
 function self_methods:stop(reason) end
 
---- Claims a task of the agent's category. Not wired yet: returns nil, err (kind "unavailable").
+--- Claims a task by hand. Not wired yet (declare `tasks = { category = ... }` and write
+--- on_task instead): returns nil, err (kind "unavailable").
 ---@return table|nil
 ---@return dreamos.Error|nil
 function self_methods:claim_task() end

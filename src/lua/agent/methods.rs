@@ -23,6 +23,8 @@ pub struct AgentSelf {
     pub stop: RefCell<Option<String>>,
     /// Recent `self:log` lines, for `dreamos agent logs`.
     pub logs: Option<super::script::LogRing>,
+    /// The task service, for `task:progress` inside `on_task`.
+    pub tasks: Option<crate::tasks::Tasks>,
 }
 
 impl AgentSelf {
@@ -186,4 +188,42 @@ fn from_table(t: &Table) -> mlua::Result<Message> {
         max_attempts: 1,
         backoff: None,
     })
+}
+
+/// The task given to `on_task`: its fields (title, payload, attempts, percent, ...) plus
+/// `task:progress(pct, note?)`, which reports progress and renews the lease.
+pub fn task_table(lua: &Lua, work: &crate::agents::TaskWork) -> mlua::Result<Table> {
+    let t: Table = match lua.to_value(&work.task)? {
+        Value::Table(t) => t,
+        _ => lua.create_table()?,
+    };
+    t.set("id", work.id)?;
+    // `progress` is the method; the number it last reported is `percent`.
+    let percent: Value = t.raw_get("progress")?;
+    t.raw_set("percent", percent)?;
+    t.raw_set("progress", Value::Nil)?;
+    let lease = work.lease.clone();
+    let progress =
+        lua.create_async_function(move |lua, (_t, pct, note): (Value, f64, Option<String>)| {
+            let lease = lease.clone();
+            async move {
+                let tasks = lua
+                    .app_data_ref::<AgentSelf>()
+                    .and_then(|me| me.tasks.clone());
+                let Some(tasks) = tasks else {
+                    return fail(&lua, "unavailable", "task:progress: no task service here");
+                };
+                match tasks.progress(&lease, pct, note).await {
+                    Ok(()) => Ok(MultiValue::from_iter([Value::Boolean(true)])),
+                    Err(e) if e.is_world() => fail(&lua, "task", e.to_string()),
+                    Err(e) => Err(misuse(&lua, format!("task:progress: {e}"))),
+                }
+            }
+        })?;
+    let mt = lua.create_table()?;
+    let methods = lua.create_table()?;
+    methods.set("progress", progress)?;
+    mt.set("__index", methods)?;
+    t.set_metatable(Some(mt))?;
+    Ok(t)
 }

@@ -75,6 +75,8 @@ pub struct ScriptAgent {
     /// this text, not the file, so a broken edit on disk never replaces a working agent
     /// behind the operator's back; `None` reads the file at each start.
     pub source: Option<Arc<str>>,
+    /// The task service, for `on_task` agents (`task:progress`).
+    pub tasks: Option<crate::tasks::Tasks>,
 }
 
 /// What a script declared in `agent.define{...}`.
@@ -137,6 +139,7 @@ impl ScriptAgent {
             bus: self.bus.clone(),
             stop: Default::default(),
             logs: Some(self.logs.clone()),
+            tasks: self.tasks.clone(),
         });
         if let Some(supervisor) = &self.control {
             lua.set_app_data(AgentControl {
@@ -395,9 +398,7 @@ impl Agent for LuaAgent {
         task: TaskWork,
     ) -> Handled<'a, serde_json::Value> {
         Box::pin(async move {
-            let value = self
-                .lua
-                .to_value(&task.task)
+            let value = methods::task_table(&self.lua, &task)
                 .map_err(|e| AgentError::new(format!("on_task: {e}")))?;
             let out = self.handle(ctx, "on_task", value).await?;
             self.lua
