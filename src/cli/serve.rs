@@ -92,6 +92,7 @@ async fn run(config: Arc<Config>, data_dir: &Path) -> anyhow::Result<ExitCode> {
         bus: bus.clone(),
         store: store.clone() as Arc<dyn AgentStore>,
         scripts,
+        tasks: Some(tasks.clone()),
     };
     let control = tokio::task::spawn_local(daemon.serve(requests_rx));
     let app = router(ApiState {

@@ -92,6 +92,8 @@ pub struct Daemon {
     pub store: Arc<dyn AgentStore>,
     /// The configured Lua agents, by name: reload builds the next version from these.
     pub scripts: BTreeMap<String, ScriptAgent>,
+    /// For `dreamos_tasks{status}` in `/metrics`.
+    pub tasks: Option<crate::tasks::Tasks>,
 }
 
 /// Transitions shown by `status`.
@@ -127,7 +129,15 @@ impl Daemon {
                 }
                 Request::Metrics(reply) => {
                     let stats = self.bus.stats().await.ok();
-                    let text = super::metrics::render(&self.supervisor.list(), stats.as_ref());
+                    let counts = match &self.tasks {
+                        Some(tasks) => tasks.counts().await.ok(),
+                        None => None,
+                    };
+                    let text = super::metrics::render(
+                        &self.supervisor.list(),
+                        stats.as_ref(),
+                        counts.as_deref(),
+                    );
                     let _ = reply.send(text);
                 }
             }

@@ -10,7 +10,11 @@ use crate::store::BusStats;
 type Counter = (&'static str, &'static str, fn(&AgentStatus) -> u64);
 
 /// Renders the current numbers.
-pub fn render(agents: &[AgentStatus], bus: Option<&BusStats>) -> String {
+pub fn render(
+    agents: &[AgentStatus],
+    bus: Option<&BusStats>,
+    tasks: Option<&[(crate::tasks::Status, u64)]>,
+) -> String {
     let mut out = String::new();
     family(
         &mut out,
@@ -84,6 +88,12 @@ pub fn render(agents: &[AgentStatus], bus: Option<&BusStats>) -> String {
                 label(&c.channel),
                 c.queued + c.in_flight
             );
+        }
+    }
+    if let Some(counts) = tasks {
+        family(&mut out, "dreamos_tasks", "gauge", "Tasks by status.");
+        for (status, n) in counts {
+            let _ = writeln!(out, "dreamos_tasks{{status=\"{}\"}} {n}", status.as_str());
         }
     }
     out
