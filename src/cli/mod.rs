@@ -91,6 +91,9 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Init { dir } => init::init(&dir),
         Command::Config => print_config(&config),
         Command::Schedule { cmd } => schedule::run(config.clone(), cmd),
+        Command::Task {
+            cmd: task::TaskCommand::Bench(args),
+        } => task::bench::run(config, args),
         Command::Task { cmd } => with_store(&config, |store| {
             let config = config.clone();
             async move { task::run(cmd, store, &config).await }

@@ -6,6 +6,7 @@
 //! operator can drive a task by hand exactly as a worker would, and is refused the same way
 //! when the task is someone else's. Commands that print data take `--json`.
 
+pub mod bench;
 mod print;
 mod watch;
 
@@ -93,6 +94,9 @@ pub enum TaskCommand {
     },
     /// Live view: counts per status and a progress bar per running task.
     Watch(watch::WatchArgs),
+    /// The task benchmark (same as `dreamos bench tasks`).
+    #[command(hide = true)]
+    Bench(bench::TaskBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -235,7 +239,9 @@ pub async fn execute(cmd: TaskCommand, tasks: &Tasks, out: &mut dyn Write) -> an
         }
         TaskCommand::Import { plan, json } => import(tasks, &plan, json, out).await,
         TaskCommand::Graph { ids, dot, limit } => graph(tasks, ids, dot, limit, out).await,
-        TaskCommand::Watch(_) => bail!("task watch writes to the terminal; use run()"),
+        TaskCommand::Watch(_) | TaskCommand::Bench(_) => {
+            bail!("this command is not run through execute()")
+        }
     }
 }
 

@@ -149,23 +149,24 @@ pub(super) fn events(
     limit: usize,
     task: Option<TaskId>,
 ) -> Result<Vec<TaskEvent>, StoreError> {
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    // The limit is written into the text: a bound LIMIT after ORDER BY re-prepares the
+    // statement at every call (see write::lapsed_leases).
     let columns = "e.id, e.task_id, t.title, e.old_status, e.new_status, e.progress, e.note, \
                    e.agent, e.at";
     let (sql, args): (String, Vec<i64>) = match task {
         Some(id) => (
             format!(
                 "SELECT {columns} FROM task_events e JOIN tasks t ON t.id = e.task_id
-                 WHERE e.task_id = ?1 AND e.id > ?2 ORDER BY e.id LIMIT ?3"
+                 WHERE e.task_id = ?1 AND e.id > ?2 ORDER BY e.id LIMIT {limit}"
             ),
-            vec![id, after, limit],
+            vec![id, after],
         ),
         None => (
             format!(
                 "SELECT {columns} FROM task_events e JOIN tasks t ON t.id = e.task_id
-                 WHERE e.id > ?1 ORDER BY e.id LIMIT ?2"
+                 WHERE e.id > ?1 ORDER BY e.id LIMIT {limit}"
             ),
-            vec![after, limit],
+            vec![after],
         ),
     };
     type Row = (
