@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use crate::config::Config;
 
 pub mod agent;
+pub mod bench;
 pub mod bus;
 pub mod init;
 pub mod repl;
@@ -71,6 +72,11 @@ pub enum Command {
         #[command(subcommand)]
         cmd: agent::AgentCommand,
     },
+    /// Benchmarks: `dreamos bench bus` measures the message bus end to end.
+    Bench {
+        #[command(subcommand)]
+        cmd: bench::BenchCommand,
+    },
     /// Print the effective configuration (file, defaults and DREAMOS_* overrides) as TOML.
     Config,
 }
@@ -90,6 +96,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Repl(args) => run::repl(config, args),
         Command::Init { dir } => init::init(&dir),
         Command::Config => print_config(&config),
+        Command::Bench { cmd } => bench::run(config.clone(), cmd),
         Command::Schedule { cmd } => schedule::run(config.clone(), cmd),
         Command::Task {
             cmd: task::TaskCommand::Bench(args),

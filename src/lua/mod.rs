@@ -11,6 +11,7 @@
 use mlua::{Lua, Table};
 
 pub mod agent;
+pub mod bus;
 pub mod core;
 pub mod cron;
 pub mod exec;
@@ -31,6 +32,7 @@ pub const MODULES: &[(&str, Builder)] = &[
     ("dreamos", core::module),
     ("dreamos.cron", cron::module),
     ("dreamos.agent", agent::module),
+    ("dreamos.bus", bus::module),
     ("dreamos.exec", exec::module),
     ("dreamos.fs", fs::module),
     ("dreamos.http", http::module),

@@ -46,6 +46,10 @@ pub struct Host {
     pub http: OnceCell<reqwest::Client>,
     /// The embedded store, opened on the first `kv` call.
     pub store: tokio::sync::OnceCell<Arc<crate::store::SqliteStore>>,
+    /// The message bus, created over `store` on the first `dreamos.bus` call. Whoever runs
+    /// several states in one process (the bus benchmark, an agent supervisor) sets one bus
+    /// in all of them first, so they wake each other instead of polling the store.
+    pub bus: tokio::sync::OnceCell<crate::bus::Bus>,
     /// Tasks started with `dreamos.spawn` that have not finished; `run` waits for them.
     pub spawned: Rc<driver::SpawnTracker>,
 }
@@ -150,6 +154,7 @@ pub fn new_state(config: Arc<Config>, opts: StateOptions) -> Result<Lua, ScriptE
         meter,
         http: OnceCell::new(),
         store: tokio::sync::OnceCell::new(),
+        bus: tokio::sync::OnceCell::new(),
         spawned: Rc::default(),
     });
     loader::install(&lua, &config).map_err(setup)?;
