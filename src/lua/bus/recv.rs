@@ -335,16 +335,18 @@ fn key_of(lua: &Lua, func: &str, msg: &Value) -> mlua::Result<(MessageId, u32)> 
         _ => None,
     };
     key.ok_or_else(|| {
+        let got = match msg {
+            Value::Table(_) => "another table",
+            other => type_name(other),
+        };
+        // Methods are easy to call with '.' by mistake; say how to call them.
+        let hint = match func.strip_prefix("msg:") {
+            Some(method) => format!(" (call it as msg:{method})"),
+            None => String::new(),
+        };
         misuse(
             lua,
-            format!(
-                "{func}: expected a message from bus.recv, got {} (call it as msg:{})",
-                match msg {
-                    Value::Table(_) => "another table",
-                    other => type_name(other),
-                },
-                func.rsplit([':', '.']).next().unwrap_or(func)
-            ),
+            format!("{func}: expected a message from bus.recv, got {got}{hint}"),
         )
     })
 }
