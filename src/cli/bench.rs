@@ -29,6 +29,8 @@ use crate::store::SqliteStore;
 pub enum BenchCommand {
     /// Durable send -> handler -> ack between two Lua scripts, and the publish path.
     Bus(BusBenchArgs),
+    /// Durable add -> claim -> complete cycles from Lua workers, and claim at a backlog.
+    Tasks(crate::cli::task::bench::TaskBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -60,6 +62,7 @@ pub struct BusBenchArgs {
 pub fn run(config: Arc<Config>, cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Bus(args) => bus(config, args),
+        BenchCommand::Tasks(args) => crate::cli::task::bench::run(config, args),
     }
 }
 

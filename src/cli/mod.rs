@@ -72,7 +72,7 @@ pub enum Command {
         #[command(subcommand)]
         cmd: agent::AgentCommand,
     },
-    /// Benchmarks: `dreamos bench bus` measures the message bus end to end.
+    /// Benchmarks: `dreamos bench bus|tasks` measure the bus and the task store end to end.
     Bench {
         #[command(subcommand)]
         cmd: bench::BenchCommand,
@@ -98,9 +98,6 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Config => print_config(&config),
         Command::Bench { cmd } => bench::run(config.clone(), cmd),
         Command::Schedule { cmd } => schedule::run(config.clone(), cmd),
-        Command::Task {
-            cmd: task::TaskCommand::Bench(args),
-        } => task::bench::run(config, args),
         Command::Task { cmd } => with_store(&config, |store| {
             let config = config.clone();
             async move { task::run(cmd, store, &config).await }

@@ -22,6 +22,7 @@ mod json_encode;
 pub mod kv;
 pub mod log;
 pub mod support;
+pub mod tasks;
 pub mod time;
 
 /// Builds one module's table.
@@ -39,6 +40,7 @@ pub const MODULES: &[(&str, Builder)] = &[
     ("dreamos.json", json::module),
     ("dreamos.kv", kv::module),
     ("dreamos.log", log::module),
+    ("dreamos.tasks", tasks::module),
     ("dreamos.time", time::module),
 ];
 

@@ -111,6 +111,14 @@ function Claimed:heartbeat() end
 ---@field agent string|nil
 ---@field at number
 
+---@class dreamos.tasks.Watch
+---@field active boolean  whether events still reach the handler
+local Watch = {}
+
+--- Stops the watch; returns whether it was still running.
+---@return boolean
+function Watch:cancel() end
+
 ---@class dreamos.tasks
 local tasks = {}
 
@@ -179,11 +187,12 @@ function tasks.heartbeat(task) end
 ---@return dreamos.Error|nil
 function tasks.cancel(id, reason) end
 
---- Calls handler(event) for every task transition in this process, as it commits (it is
---- bus.subscribe("tasks.events") with the event as the argument). Runs beside the script
---- until handle:cancel(); it does not keep `dreamos run` alive. Handler errors are logged.
----@param handler fun(event: dreamos.tasks.Event)
----@return dreamos.bus.Subscription|nil
+--- Calls handler(event) for every task transition committed in this process (the events
+--- of the bus topic "tasks.events"). Runs beside the script until handle:cancel() or until
+--- the handler returns false; it does not keep `dreamos run` alive. The handler may call
+--- async functions; its errors are logged and the watch goes on.
+---@param handler fun(event: dreamos.tasks.Event): boolean|nil
+---@return dreamos.tasks.Watch|nil
 ---@return dreamos.Error|nil
 function tasks.watch(handler) end
 

@@ -94,9 +94,6 @@ pub enum TaskCommand {
     },
     /// Live view: counts per status and a progress bar per running task.
     Watch(watch::WatchArgs),
-    /// The task benchmark (same as `dreamos bench tasks`).
-    #[command(hide = true)]
-    Bench(bench::TaskBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -239,9 +236,7 @@ pub async fn execute(cmd: TaskCommand, tasks: &Tasks, out: &mut dyn Write) -> an
         }
         TaskCommand::Import { plan, json } => import(tasks, &plan, json, out).await,
         TaskCommand::Graph { ids, dot, limit } => graph(tasks, ids, dot, limit, out).await,
-        TaskCommand::Watch(_) | TaskCommand::Bench(_) => {
-            bail!("this command is not run through execute()")
-        }
+        TaskCommand::Watch(_) => bail!("task watch draws on the terminal: use run()"),
     }
 }
 
