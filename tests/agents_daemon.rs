@@ -379,3 +379,40 @@ fn http_get(dir: &Path, path: &str) -> String {
     s.read_to_string(&mut out).expect("read");
     out
 }
+
+#[test]
+fn repl_attach_runs_inside_the_daemon() {
+    use std::io::Write;
+    let dir = project(
+        r#"
+[[agents]]
+name = "counter"
+script = "counter.lua"
+"#,
+    );
+    let _d = Daemon::start(dir.path());
+    let mut child = Command::new(bin())
+        .args(["repl", "--attach"])
+        .current_dir(dir.path())
+        .env_remove("DREAMOS_CONFIG")
+        .env("DREAMOS_LOG_CONSOLE", "off")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("repl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"print('from the daemon')\nagent.status('counter').state\n#agent.list()\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout, "from the daemon\n\"running\"\n1\n");
+}

@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use crate::config::Config;
 
 pub mod agent;
+pub mod attach;
 pub mod bench;
 pub mod bus;
 pub mod init;

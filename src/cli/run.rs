@@ -40,6 +40,9 @@ pub struct ReplArgs {
     /// Neither read nor write the history file.
     #[arg(long)]
     pub no_history: bool,
+    /// Open the REPL inside the running daemon (`dreamos serve`), with its agents at hand.
+    #[arg(long)]
+    pub attach: bool,
 }
 
 pub fn run(config: Arc<Config>, args: RunArgs) -> anyhow::Result<ExitCode> {

@@ -93,6 +93,12 @@ async fn run(config: Arc<Config>, data_dir: &Path) -> anyhow::Result<ExitCode> {
         store: store.clone() as Arc<dyn AgentStore>,
         scripts,
         tasks: Some(tasks.clone()),
+        sessions: crate::server::repl::Sessions::new(
+            config.clone(),
+            supervisor.clone(),
+            store.clone(),
+            bus.clone(),
+        ),
     };
     let control = tokio::task::spawn_local(daemon.serve(requests_rx));
     let app = router(ApiState {

@@ -25,6 +25,15 @@ pub enum Request {
     },
     Logs(String, oneshot::Sender<Result<Vec<String>, Refused>>),
     Metrics(oneshot::Sender<String>),
+    /// Opens a REPL session: its id and preloaded globals.
+    ReplOpen(oneshot::Sender<Result<(u64, Vec<String>), Refused>>),
+    /// Hands a request to a session; the answer comes on the request's own channel.
+    Repl {
+        session: u64,
+        request: super::repl::SessionRequest,
+        ack: oneshot::Sender<Result<(), Refused>>,
+    },
+    ReplClose(u64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +103,8 @@ pub struct Daemon {
     pub scripts: BTreeMap<String, ScriptAgent>,
     /// For `dreamos_tasks{status}` in `/metrics`.
     pub tasks: Option<crate::tasks::Tasks>,
+    /// `repl --attach` sessions.
+    pub sessions: super::repl::Sessions,
 }
 
 /// Transitions shown by `status`.
@@ -101,7 +112,7 @@ const STATUS_TRANSITIONS: usize = 20;
 
 impl Daemon {
     /// Serves requests until every sender is gone.
-    pub async fn serve(self, mut requests: mpsc::UnboundedReceiver<Request>) {
+    pub async fn serve(mut self, mut requests: mpsc::UnboundedReceiver<Request>) {
         while let Some(request) = requests.recv().await {
             match request {
                 Request::List(reply) => {
@@ -127,6 +138,22 @@ impl Daemon {
                     };
                     let _ = reply.send(result);
                 }
+                Request::ReplOpen(reply) => {
+                    let opened = self.sessions.open().map_err(|e| Refused::new("invalid", e));
+                    let _ = reply.send(opened);
+                }
+                Request::Repl {
+                    session,
+                    request,
+                    ack,
+                } => {
+                    let sent = self
+                        .sessions
+                        .send(session, request)
+                        .map_err(|e| Refused::new("not_found", e));
+                    let _ = ack.send(sent);
+                }
+                Request::ReplClose(session) => self.sessions.close(session),
                 Request::Metrics(reply) => {
                     let stats = self.bus.stats().await.ok();
                     let counts = match &self.tasks {

@@ -15,11 +15,13 @@
 //! | `POST /api/agents/{name}/message` | body: any JSON, sent durably to `agent:<name>` |
 //! | `POST /api/broadcast` | body: any JSON, one copy per agent inbox |
 //! | `GET /api/agents/{name}/logs` | recent `self:log` lines |
+//! | `POST /api/repl` · `POST /api/repl/{id}/eval` · `.../complete` · `DELETE /api/repl/{id}` | `repl --attach` sessions |
 //! | `GET /metrics` | Prometheus text (no token: read-only numbers, loopback by default) |
 
 pub mod control;
 pub mod files;
 pub mod metrics;
+pub mod repl;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -49,6 +51,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/agents/{name}/message", post(message))
         .route("/api/agents/{name}/{action}", post(act))
         .route("/api/broadcast", post(broadcast))
+        .route("/api/repl", post(repl_open))
+        .route("/api/repl/{id}", axum::routing::delete(repl_close))
+        .route("/api/repl/{id}/eval", post(repl_eval))
+        .route("/api/repl/{id}/complete", post(repl_complete))
         .route("/metrics", get(metrics_text))
         .with_state(state)
 }
@@ -218,4 +224,67 @@ async fn metrics_text(State(state): State<ApiState>) -> ApiResult {
         text,
     )
         .into_response())
+}
+
+async fn repl_open(State(state): State<ApiState>, headers: HeaderMap) -> ApiResult {
+    authorize(&state, &headers)?;
+    let (id, preloaded) = ask(&state, Request::ReplOpen).await?.map_err(refused)?;
+    Ok(Json(json!({ "session": id, "preloaded": preloaded })).into_response())
+}
+
+async fn repl_close(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+) -> ApiResult {
+    authorize(&state, &headers)?;
+    let _ = state.requests.send(Request::ReplClose(id));
+    Ok(Json(json!({ "ok": true })).into_response())
+}
+
+/// Hands `request` to session `id`; the caller then awaits the request's own answer.
+async fn to_session(
+    state: &ApiState,
+    id: u64,
+    request: repl::SessionRequest,
+) -> Result<(), ApiError> {
+    ask(state, |ack| Request::Repl {
+        session: id,
+        request,
+        ack,
+    })
+    .await?
+    .map_err(refused)
+}
+
+async fn repl_eval(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+    Json(req): Json<repl::EvalRequest>,
+) -> ApiResult {
+    authorize(&state, &headers)?;
+    let (tx, rx) = oneshot::channel();
+    to_session(&state, id, repl::SessionRequest::Eval(req, tx)).await?;
+    // If the client goes away, this handler is dropped with `rx`, and the session drops
+    // the running chunk.
+    let reply = rx
+        .await
+        .map_err(|_| error(StatusCode::GONE, "ended", "the REPL session ended"))?;
+    Ok(Json(reply).into_response())
+}
+
+async fn repl_complete(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+    Json(req): Json<repl::CompleteRequest>,
+) -> ApiResult {
+    authorize(&state, &headers)?;
+    let (tx, rx) = oneshot::channel();
+    to_session(&state, id, repl::SessionRequest::Complete(req, tx)).await?;
+    let reply = rx
+        .await
+        .map_err(|_| error(StatusCode::GONE, "ended", "the REPL session ended"))?;
+    Ok(Json(reply).into_response())
 }

@@ -132,6 +132,12 @@ impl LocalEvaluator {
         })
     }
 
+    /// The session's state, for hosts that add to it (`repl --attach` in the daemon gives
+    /// it the supervisor and captures `print`).
+    pub fn lua(&self) -> &Lua {
+        &self.lua
+    }
+
     /// Compiles `chunk`; `Err(None)` means "incomplete, read more".
     fn compile(&self, chunk: &Chunk<'_>) -> Result<Function, Option<String>> {
         let load = |src: &[u8]| {

@@ -42,6 +42,14 @@ pub fn run(config: Arc<Config>, args: super::run::ReplArgs) -> anyhow::Result<Ex
     };
     let code = runtime::block_on(async move {
         let interrupt = Arc::new(AtomicBool::new(false));
+        if args.attach {
+            let ev = crate::cli::attach::RemoteEvaluator::connect(&config).await?;
+            return if interactive {
+                terminal::run(ev, interrupt, history).await
+            } else {
+                Ok(piped::run(ev).await)
+            };
+        }
         let ev = LocalEvaluator::new(config, args.allow, interrupt.clone())?;
         if interactive {
             terminal::run(ev, interrupt, history).await

@@ -130,9 +130,17 @@ impl ScriptAgent {
         let lua =
             new_state(self.config.clone(), opts).map_err(|e| AgentError::new(e.to_string()))?;
         let setup = |e: mlua::Error| AgentError::new(format!("{script}: {e}"));
-        if let Some(store) = &self.store {
+        {
+            // One store and one bus for every agent: `dreamos.kv`, `dreamos.bus` and
+            // `dreamos.tasks` in this state use the daemon's, so agents wake each other
+            // instead of polling the database.
             let h = host(&lua).map_err(setup)?;
-            let _ = h.store.set(store.clone());
+            if let Some(store) = &self.store {
+                let _ = h.store.set(store.clone());
+            }
+            if let Some(bus) = &self.bus {
+                let _ = h.bus.set(bus.clone());
+            }
         }
         lua.set_app_data(AgentSelf {
             name: self.name.clone(),
