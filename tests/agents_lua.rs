@@ -354,3 +354,55 @@ return agent.define {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_captain_takes_goals_and_answers_help_and_status() {
+    local(async {
+        let w = world().await;
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let captain = std::fs::read_to_string(root.join("scripts/agents/captain.lua"))
+            .expect("captain script");
+        w.add("captain", &captain, None).await;
+        let ask_as = |from: &'static str, payload: serde_json::Value| {
+            let bus = w.bus.clone();
+            async move {
+                bus.request(
+                    from,
+                    "agent:captain",
+                    &payload,
+                    Duration::from_secs(10),
+                    SendOptions::default(),
+                )
+                .await
+                .expect("reply")
+                .payload
+            }
+        };
+        let accepted = ask_as(
+            "test",
+            json!({"goal": "map the coast", "category": "survey"}),
+        )
+        .await;
+        let id = accepted["tasks"][0].as_i64().expect("a task id");
+        let status = ask_as("test", json!("status")).await;
+        assert_eq!(status["total"], 1);
+        assert_eq!(status["statuses"]["ready"], 1);
+        // A worker holding the task asks for help: the Captain lists its current tasks.
+        let claimed = w
+            .tasks
+            .claim(dreamos::tasks::ClaimRequest {
+                agent: "scout".into(),
+                category: Some("survey".into()),
+                ..Default::default()
+            })
+            .await
+            .expect("claim")
+            .expect("a task");
+        assert_eq!(claimed.id, id);
+        let help = ask_as("agent:scout", json!("help")).await;
+        assert_eq!(help["tasks"][0]["id"], id);
+        assert_eq!(help["tasks"][0]["title"], "map the coast");
+        w.sup.shutdown("done").await;
+    })
+    .await;
+}
