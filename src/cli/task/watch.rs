@@ -131,7 +131,8 @@ fn active(counts: &Counts) -> u64 {
     .sum()
 }
 
-/// `pending 1 · ready 2 · running 1 · done 5`: the statuses that have tasks.
+/// `tasks: pending 1, ready 2, running 1, done 5`: the statuses that have tasks (ASCII,
+/// so any terminal shows it).
 fn counts_line(counts: &Counts) -> String {
     let parts: Vec<String> = counts
         .iter()
@@ -141,7 +142,7 @@ fn counts_line(counts: &Counts) -> String {
     if parts.is_empty() {
         "tasks: none yet".into()
     } else {
-        format!("tasks: {}", parts.join(" · "))
+        format!("tasks: {}", parts.join(", "))
     }
 }
 
@@ -223,7 +224,7 @@ impl Live {
         bar.set_position(pct.clamp(0.0, 100.0) as u64);
         let mut msg = agent.unwrap_or("").to_string();
         if let Some(note) = note {
-            msg.push_str(&format!(" · {note}"));
+            msg.push_str(&format!(": {note}"));
         }
         bar.set_message(msg);
     }
