@@ -48,6 +48,8 @@ pub enum ScheduleCommand {
     Resume { name: String },
     /// Run a schedule now, in this process, recorded in its history as a manual run.
     Run { name: String },
+    /// Benchmark: many schedules firing every second; start lateness and CPU.
+    Bench(BenchArgs),
     /// Preview the fire times of a cron expression, e.g. `next '0 9 * * MON-FRI' --tz Europe/Berlin`.
     Next {
         /// The expression: 5 fields from minutes, 6 from seconds, names, @hourly/@daily...
@@ -105,6 +107,51 @@ pub struct AddArgs {
     pub max_failures: u32,
 }
 
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Schedules registered.
+    #[arg(long, default_value_t = 10_000)]
+    pub schedules: usize,
+    /// How long they fire every second.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Use `every 1s` schedules whose phases spread over the second as they are
+    /// registered, instead of `* * * * * *` (all due in the same millisecond).
+    #[arg(long)]
+    pub spread: bool,
+    /// How long the idle CPU is measured (schedules registered, none due).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub idle: Duration,
+}
+
+/// `dreamos bench scheduler` and `dreamos schedule bench`: on a temporary database.
+pub fn bench(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
+    let dir = tempfile_dir()?;
+    let opts = crate::scheduler::bench::BenchOptions {
+        schedules: args.schedules,
+        duration: args.duration,
+        idle: args.idle,
+        spread: args.spread,
+        db: dir.join("bench.db"),
+    };
+    println!(
+        "registering {} schedules; firing every second for {} ...",
+        opts.schedules,
+        crate::units::format_duration(opts.duration)
+    );
+    let report = crate::scheduler::bench::run_blocking(opts);
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("{}", report.map_err(anyhow::Error::msg)?);
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// A fresh directory under the system temp dir for the benchmark's database.
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("dreamos-bench-scheduler-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| anyhow!("cannot create {}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
 fn policy<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
     serde_json::from_value(serde_json::Value::String(s.to_string()))
         .map_err(|_| format!("'{s}' is not a valid policy"))
@@ -120,6 +167,9 @@ pub fn run(config: Arc<Config>, cmd: ScheduleCommand) -> anyhow::Result<std::pro
     {
         next(&config, expr, tz.as_deref(), from.as_deref(), *count)?;
         return Ok(std::process::ExitCode::SUCCESS);
+    }
+    if let ScheduleCommand::Bench(args) = cmd {
+        return bench(args);
     }
     let cfg = config.clone();
     super::with_store(&config, move |store| async move {
@@ -241,7 +291,7 @@ async fn on_store(
                 Err(e) => bail!("{name}: run failed: {e}"),
             }
         }
-        ScheduleCommand::Next { .. } => Ok(()),
+        ScheduleCommand::Next { .. } | ScheduleCommand::Bench(_) => Ok(()),
     }
 }
 

@@ -5,11 +5,12 @@
 //! and sleeps again: an idle scheduler with 10,000 schedules is one pending timer.
 //!
 //! Firing never waits for the store or a run: it computes the next fire time in memory,
-//! then hands the claim (the per-run lock in the store) and the runs to their own local
-//! tasks. Each run executes through the [`Runner`], which puts scripts in their own
+//! starts the runs as their own local tasks, and records the fire times afterwards in one
+//! write for everything due at once. Which node fires shared schedules is decided ahead
+//! of time by leadership ([`super::leader`]), not by a lock per run. Each run executes through the [`Runner`], which puts scripts in their own
 //! sandboxed state on another thread, so a slow run never delays the next fire.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::future::Future;
 use std::hash::{Hash, Hasher};
@@ -34,6 +35,15 @@ const ON_TIME_GRACE: Millis = 1_000;
 /// reported as "at least".
 const MAX_CATCHUP_SCAN: usize = 100_000;
 
+/// One schedule fired by the loop.
+struct Fired {
+    name: String,
+    /// The newest fire time that passed (recorded as `last_fire`).
+    last: Millis,
+    next: Option<Millis>,
+    runs: Vec<(Millis, RunKind)>,
+}
+
 /// Executes one run. Implementations start scripts in their own state, send agent
 /// messages, or call a script's function handler.
 pub trait Runner {
@@ -53,7 +63,7 @@ pub struct Scheduler {
 }
 
 struct Inner {
-    /// Where schedules, fire claims and history persist.
+    /// Where schedules, fire times, leadership and history persist.
     store: Arc<dyn ScheduleStore>,
     runner: Rc<dyn Runner>,
     /// Log lines and `schedules.events`.
@@ -64,6 +74,10 @@ struct Inner {
     state: RefCell<State>,
     /// Wakes the loop when the earliest due time may have changed.
     wake: Notify,
+    /// This scheduler's name in the leadership row (see [`super::leader`]).
+    node: String,
+    /// Until when this scheduler leads, i.e. fires shared schedules; 0 when it does not.
+    lead_until: Cell<Millis>,
 }
 
 #[derive(Default)]
@@ -85,6 +99,36 @@ struct Entry {
 impl Entry {
     fn active(&self) -> bool {
         !self.stored.paused && self.stored.def.enabled
+    }
+
+    /// A script's function-handler schedule: only this process can run it, so it fires
+    /// here whoever leads.
+    fn private(&self) -> bool {
+        self.stored.source.starts_with("lua:")
+    }
+}
+
+/// Aborts a task when dropped (the leadership keeper ends with the loop).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// `trigger.next_after(t)`, shared between cron schedules with the same expression and
+/// zone within one pass of the loop.
+fn next_cached(
+    trigger: &Trigger,
+    t: Millis,
+    cache: &mut HashMap<(u64, Millis), Option<Millis>>,
+) -> Option<Millis> {
+    match trigger {
+        Trigger::Cron { key, .. } => *cache
+            .entry((*key, t))
+            .or_insert_with(|| trigger.next_after(t)),
+        _ => trigger.next_after(t),
     }
 }
 
@@ -116,6 +160,8 @@ impl Scheduler {
                 settings,
                 state: RefCell::default(),
                 wake: Notify::new(),
+                node: super::leader::node_id(),
+                lead_until: Cell::new(0),
             }),
         }
     }
@@ -139,7 +185,7 @@ impl Scheduler {
                 source: source.to_string(),
                 ..prev
             },
-            // Keep the claimed fire time: it is the lock other nodes compare against.
+            // Keep the last fire time: recorded fire times only move forward.
             Some(prev) => StoredSchedule {
                 last_fire: prev.last_fire,
                 ..StoredSchedule::new(def.clone(), source)
@@ -312,6 +358,16 @@ impl Scheduler {
     /// tasks and end with the `LocalSet`.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
+        // Know whether this node fires shared schedules before the first one is due.
+        self.renew_lead().await;
+        let keeper = self.clone();
+        let leadership = tokio::task::spawn_local(async move {
+            loop {
+                tokio::time::sleep(super::leader::RENEW_EVERY).await;
+                keeper.renew_lead().await;
+            }
+        });
+        let _stop_leadership = AbortOnDrop(leadership);
         loop {
             let head = self.inner.state.borrow().due.first().map(|(at, _)| *at);
             let deadline = match head {
@@ -327,8 +383,65 @@ impl Scheduler {
         }
     }
 
+    /// Whether this node fires shared schedules now.
+    pub fn is_leader(&self) -> bool {
+        self.inner.lead_until.get() > self.now() + super::leader::MARGIN
+    }
+
+    /// Takes or renews the lead in the store.
+    async fn renew_lead(&self) {
+        let now = self.now();
+        let until = now + super::leader::LEAD_FOR;
+        let node = self.inner.node.clone();
+        match self.inner.store.try_lead(node, now, until).await {
+            Ok(true) => {
+                let was = self.is_leader();
+                self.inner.lead_until.set(until);
+                if !was {
+                    self.took_lead().await;
+                }
+            }
+            Ok(false) => self.inner.lead_until.set(0),
+            // Keep what we had: it lapses by itself if the store stays unreachable.
+            Err(e) => self.inner.events.store_error("(leadership)", &e),
+        }
+    }
+
+    /// On becoming the leader: shared schedules go back to the fire times the store
+    /// recorded, so runs due while no node led are handled by the missed-run policy.
+    async fn took_lead(&self) {
+        let rows = match self.inner.store.list_schedules().await {
+            Ok(rows) => rows,
+            Err(e) => return self.inner.events.store_error("(leadership)", &e),
+        };
+        let mut guard = self.inner.state.borrow_mut();
+        let state = &mut *guard;
+        for row in rows {
+            let Some(entry) = state.entries.get_mut(&row.def.name) else {
+                continue;
+            };
+            if entry.private() || row.def != entry.stored.def {
+                continue;
+            }
+            if let (Some(stored), Some(mine)) = (row.next_fire, entry.stored.next_fire) {
+                if stored < mine && entry.active() {
+                    state.due.remove(&(mine, row.def.name.clone()));
+                    state.due.insert((stored, row.def.name.clone()));
+                    entry.stored.next_fire = Some(stored);
+                }
+            }
+        }
+        drop(guard);
+        self.inner.wake.notify_one();
+    }
+
     fn fire_due(&self) {
         let now = self.now();
+        let leader = self.is_leader();
+        let mut fired = Vec::new();
+        // Schedules sharing an expression share their next time: 10,000 "@hourly"
+        // schedules cost one cron search per second, not 10,000.
+        let mut cache = HashMap::new();
         loop {
             let head = {
                 let mut state = self.inner.state.borrow_mut();
@@ -338,25 +451,52 @@ impl Scheduler {
                 }
             };
             match head {
-                Some((at, name)) => self.fire(&name, at, now),
+                Some((at, name)) => fired.extend(self.fire(name, at, now, leader, &mut cache)),
                 None => break,
             }
         }
+        if fired.is_empty() {
+            return;
+        }
+        for fire in &mut fired {
+            for (at, kind) in std::mem::take(&mut fire.runs) {
+                self.enqueue(&fire.name, at, kind);
+            }
+        }
+        // Last and next fire times are written after the runs started, in one transaction
+        // for everything due now; a crash before it commits means those runs are caught up
+        // (at least once) after the restart.
+        let this = self.clone();
+        tokio::task::spawn_local(async move {
+            let fires = fired
+                .into_iter()
+                .map(|f| (f.name, f.last, f.next))
+                .collect();
+            if let Err(e) = this.inner.store.record_fires(fires).await {
+                this.inner.events.store_error("(fire times)", &e);
+            }
+        });
     }
 
     /// Fires `name`, due at `due`: works out which fire times passed (one, normally; many
-    /// after an outage), applies the missed-run policy, sets the next fire time, and hands
-    /// the claim and the runs to a local task.
-    fn fire(&self, name: &str, due: Millis, now: Millis) {
+    /// after an outage), applies the missed-run policy and sets the next fire time. The
+    /// caller starts the runs and records the fire times. `None` when nothing runs here
+    /// (another node leads).
+    fn fire(
+        &self,
+        name: String,
+        due: Millis,
+        now: Millis,
+        leader: bool,
+        cache: &mut HashMap<(u64, Millis), Option<Millis>>,
+    ) -> Option<Fired> {
         let (runs, last, next, skipped, policy) = {
             let mut guard = self.inner.state.borrow_mut();
             let state = &mut *guard;
-            let Some(entry) = state.entries.get_mut(name) else {
-                return;
-            };
+            let entry = state.entries.get_mut(&name)?;
             let mut passed = vec![due];
             let mut overflow = false;
-            let mut next = entry.trigger.next_after(due);
+            let mut next = next_cached(&entry.trigger, due, cache);
             while let Some(n) = next.filter(|n| *n <= now) {
                 if passed.len() >= MAX_CATCHUP_SCAN {
                     overflow = true;
@@ -364,16 +504,21 @@ impl Scheduler {
                     break;
                 }
                 passed.push(n);
-                next = entry.trigger.next_after(n);
+                next = next_cached(&entry.trigger, n, cache);
             }
             let last = passed.last().copied().unwrap_or(due);
+            if let (true, Some(n)) = (entry.active(), next) {
+                state.due.insert((n, name.clone()));
+            }
+            entry.stored.next_fire = next;
+            // Shared schedules fire on the leading node only; the others keep time so they
+            // can take over (see `took_lead`).
+            if !leader && !entry.private() {
+                return None;
+            }
             let def = &entry.stored.def;
             let (runs, skipped) = plan_runs(&passed, now, def.missed, def.catchup_window);
             entry.stored.last_fire = Some(last);
-            entry.stored.next_fire = next;
-            if let (true, Some(n)) = (entry.active(), next) {
-                state.due.insert((n, name.to_string()));
-            }
             let skipped = if overflow {
                 format!("at least {skipped}")
             } else {
@@ -382,28 +527,18 @@ impl Scheduler {
             (runs, last, next, skipped, def.missed)
         };
         if skipped != "0" {
-            self.inner.events.missed(name, &skipped, policy);
+            self.inner.events.missed(&name, &skipped, policy);
         }
-        let this = self.clone();
-        let name = name.to_string();
-        tokio::task::spawn_local(async move {
-            match this.inner.store.claim_fire(name.clone(), last, next).await {
-                Ok(true) => {}
-                // Another node sharing the database fired this one.
-                Ok(false) => return,
-                Err(e) => {
-                    this.inner.events.store_error(&name, &e);
-                    return;
-                }
-            }
-            for (at, kind) in runs {
-                this.enqueue(&name, at, kind).await;
-            }
-        });
+        Some(Fired {
+            name,
+            last,
+            next,
+            runs,
+        })
     }
 
     /// Applies the overlap policy to one run.
-    async fn enqueue(&self, name: &str, at: Millis, kind: RunKind) {
+    fn enqueue(&self, name: &str, at: Millis, kind: RunKind) {
         let refused = {
             let mut state = self.inner.state.borrow_mut();
             let Some(entry) = state.entries.get_mut(name) else {
@@ -423,12 +558,16 @@ impl Scheduler {
             let reason = "the previous run is still going (overlap = skip)".to_string();
             let now = self.now();
             self.inner.events.overlap_skipped(name, at);
-            let _ = self
-                .inner
-                .store
-                .start_run(name.to_string(), kind, at, now, "skipped", Some(reason))
-                .await
-                .map_err(|e| self.inner.events.store_error(name, &e));
+            let this = self.clone();
+            let name_owned = name.to_string();
+            tokio::task::spawn_local(async move {
+                let store = &this.inner.store;
+                let record =
+                    store.start_run(name_owned.clone(), kind, at, now, "skipped", Some(reason));
+                if let Err(e) = record.await {
+                    this.inner.events.store_error(&name_owned, &e);
+                }
+            });
             if let Some(entry) = self.inner.state.borrow_mut().entries.get_mut(name) {
                 entry.stored.last_outcome = Some("skipped".into());
             }
@@ -485,13 +624,24 @@ impl Scheduler {
         }
         let started = self.now();
         let store = &self.inner.store;
-        let id = store
-            .start_run(name.clone(), kind, at, started, "running", None)
-            .await
-            .map_err(|e| self.inner.events.store_error(&name, &e))
-            .ok();
+        // The "running" record is written beside the run, not before it: a run starts on
+        // time however busy the store is, and the record is there if the process dies.
+        let (writer, run_name) = (store.clone(), name.clone());
+        let record = tokio::task::spawn_local(async move {
+            writer
+                .start_run(run_name, kind, at, started, "running", None)
+                .await
+        });
         self.inner.events.started(&name, at, started, kind);
         let result = self.inner.runner.run(&def, at).await;
+        let id = match record.await {
+            Ok(Ok(id)) => Some(id),
+            Ok(Err(e)) => {
+                self.inner.events.store_error(&name, &e);
+                None
+            }
+            Err(_) => None,
+        };
         let ended = self.now();
         let (failures, pause) = {
             let mut state = self.inner.state.borrow_mut();

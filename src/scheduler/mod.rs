@@ -15,15 +15,17 @@
 //! poll, never catches up missed runs, and its stores have no lock for several nodes. So
 //! this module uses its cron parser, `croner` (which walks DST gaps and folds itself), and
 //! its own loop: one tokio timer for the earliest due schedule, no polling, catch-up
-//! decided from the persisted next fire time, and a compare-and-set on the last fire time
-//! in the store so that each run fires on one node only.
+//! decided from the persisted next fire time, and leadership in the store so that each
+//! run fires on one node only ([`leader`]).
 
+pub mod bench;
 pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod def;
 pub mod engine;
 mod events;
+pub mod leader;
 pub mod records;
 pub mod runner;
 pub mod trigger;

@@ -19,6 +19,7 @@ use crate::store::ScheduleStore;
 #[derive(Default)]
 struct MemStore {
     rows: Mutex<BTreeMap<String, StoredSchedule>>,
+    leader: Mutex<Option<(String, Millis)>>,
     runs: Mutex<Vec<RunRecord>>,
 }
 
@@ -52,22 +53,37 @@ impl ScheduleStore for MemStore {
         let existed = self.rows.lock().unwrap().remove(&name).is_some();
         Box::pin(async move { Ok(existed) })
     }
-    fn claim_fire(
+    fn record_fires(
         &self,
-        name: String,
-        fire: Millis,
-        next: Option<Millis>,
-    ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        fires: Vec<(String, Millis, Option<Millis>)>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
         let mut rows = self.rows.lock().unwrap();
-        let won = match rows.get_mut(&name) {
-            Some(row) if row.last_fire.is_none_or(|l| l < fire) => {
-                row.last_fire = Some(fire);
-                row.next_fire = next;
-                true
+        for (name, fire, next) in fires {
+            if let Some(row) = rows.get_mut(&name) {
+                if row.last_fire.is_none_or(|l| l <= fire) {
+                    row.last_fire = Some(fire);
+                    row.next_fire = next;
+                }
             }
-            _ => false,
+        }
+        Box::pin(async { Ok(()) })
+    }
+    fn try_lead(
+        &self,
+        node: String,
+        now: Millis,
+        until: Millis,
+    ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        let mut leader = self.leader.lock().unwrap();
+        let take = match &*leader {
+            Some((who, end)) => *who == node || *end < now,
+            None => true,
         };
-        Box::pin(async move { Ok(won) })
+        if take {
+            *leader = Some((node.clone(), until));
+        }
+        let leads = leader.as_ref().is_some_and(|(who, _)| *who == node);
+        Box::pin(async move { Ok(leads) })
     }
     fn set_paused(
         &self,
@@ -471,7 +487,7 @@ async fn one_shot_fires_once_and_past_times_are_refused() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn two_nodes_sharing_a_store_fire_each_run_once() {
+async fn two_nodes_fire_each_run_once_and_the_second_takes_over() {
     local(async {
         let store: Arc<MemStore> = Arc::default();
         let clock = Clock::starting_at(ms("2026-01-01T00:00:00Z"));
@@ -479,10 +495,29 @@ async fn two_nodes_sharing_a_store_fire_each_run_once() {
         let b = harness_with(store.clone(), FakeRunner::default(), clock);
         a.sched.add(every("shared", 10), "config").await.unwrap();
         b.sched.add(every("shared", 10), "config").await.unwrap();
-        advance(60).await;
-        let total = a.runner.started.borrow().len() + b.runner.started.borrow().len();
-        assert_eq!(total, 6);
+        advance(35).await;
+        let fired = |h: &Harness| -> Vec<Millis> {
+            let base = ms("2026-01-01T00:00:00Z");
+            h.runner
+                .started
+                .borrow()
+                .iter()
+                .map(|(_, s, _)| (s - base) / 1000)
+                .collect()
+        };
+        assert_eq!(fired(&a), [10, 20, 30], "a leads");
+        assert!(fired(&b).is_empty(), "b does not fire what a fires");
+        // a stops; its lead lapses 15 s after its last renewal, then b takes over and
+        // catches up what came due meanwhile (missed = run_once: one run).
         a.stop.notify_one();
+        advance(45).await;
+        let b_fired = fired(&b);
+        // 40 came due while no one led; run_once covers it with the run for 50.
+        assert_eq!(b_fired, [50, 60, 70, 80], "{b_fired:?}");
+        let runs = store.runs_of("shared");
+        let mut times: Vec<Millis> = runs.iter().map(|r| r.scheduled).collect();
+        times.dedup();
+        assert_eq!(times.len(), runs.len(), "no run fired twice: {runs:?}");
         b.stop.notify_one();
     })
     .await
@@ -525,16 +560,26 @@ async fn sqlite_store_keeps_schedules_claims_and_pruned_history() {
     row.next_fire = Some(60_000);
     store.put_schedule(row.clone(), 0).await.unwrap();
     assert_eq!(store.get_schedule("job".into()).await.unwrap(), Some(row));
-    assert!(store
-        .claim_fire("job".into(), 60_000, Some(120_000))
+    store
+        .record_fires(vec![("job".to_string(), 60_000, Some(120_000))])
         .await
-        .unwrap());
+        .unwrap();
+    store
+        .record_fires(vec![("job".to_string(), 0, Some(60_000))])
+        .await
+        .unwrap();
+    assert!(store.try_lead("a".into(), 0, 15_000).await.unwrap());
     assert!(
-        !store
-            .claim_fire("job".into(), 60_000, Some(120_000))
-            .await
-            .unwrap(),
-        "claimed once"
+        !store.try_lead("b".into(), 10_000, 25_000).await.unwrap(),
+        "a leads until 15s"
+    );
+    assert!(
+        store.try_lead("a".into(), 10_000, 25_000).await.unwrap(),
+        "a renews"
+    );
+    assert!(
+        store.try_lead("b".into(), 26_000, 41_000).await.unwrap(),
+        "a lapsed: b takes over"
     );
     for i in 0..40 {
         let id = store

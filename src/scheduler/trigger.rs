@@ -48,6 +48,8 @@ pub enum Trigger {
         expr: String,
         cron: Box<Cron>,
         tz: Tz,
+        /// Hash of expression and zone: schedules with equal keys share next times.
+        key: u64,
     },
     /// Every `interval` from `anchor`, so fire times never drift with run lengths.
     Every { interval: Duration, anchor: Millis },
@@ -145,10 +147,17 @@ pub fn parse_cron(expr: &str, tz: Tz) -> Result<Trigger, String> {
         Ok(cron) => cron,
         Err(e) => return Err(refuse(locate_error(expr, &parser, &e.to_string()))),
     };
+    let key = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (trimmed, tz.name()).hash(&mut h);
+        h.finish()
+    };
     let trigger = Trigger::Cron {
         expr: trimmed.to_string(),
         cron: Box::new(cron),
         tz,
+        key,
     };
     // A valid-looking expression can still never match (`0 0 30 2 *`): refuse it now
     // rather than let a schedule sit silent forever.

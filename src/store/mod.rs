@@ -389,8 +389,8 @@ pub trait TaskStore: Send + Sync + 'static {
 /// fire time, and run history. Every method is one atomic step, committed before its future
 /// resolves.
 ///
-/// `claim_fire` is the per-run lock that makes several nodes sharing one database fire each
-/// run once: it moves `last_fire` forward only if no one has claimed that fire time yet.
+/// `try_lead` elects the one scheduler that fires shared schedules when several nodes share
+/// one database (see `crate::scheduler::leader`), so each run fires once.
 pub trait ScheduleStore: Send + Sync + 'static {
     /// Inserts or replaces a schedule (definition and state).
     fn put_schedule(
@@ -412,13 +412,21 @@ pub trait ScheduleStore: Send + Sync + 'static {
     /// Deletes a schedule and its history; returns whether it existed.
     fn delete_schedule(&self, name: String) -> BoxFuture<'_, Result<bool, StoreError>>;
 
-    /// Claims fire time `fire` (sets `last_fire = fire`, `next_fire = next`) unless some
-    /// node already claimed it or a later one. Returns whether this caller won.
-    fn claim_fire(
+    /// Records fire times: for each `(name, fire, next)`, sets `last_fire = fire` and
+    /// `next_fire = next` unless a later fire is already recorded. One call for everything
+    /// due at once, so 10,000 schedules firing together cost one transaction.
+    fn record_fires(
         &self,
-        name: String,
-        fire: Millis,
-        next: Option<Millis>,
+        fires: Vec<(String, Millis, Option<Millis>)>,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Makes `node` the scheduler leader until `until` if it leads already or the lead
+    /// lapsed before `now`; returns whether `node` leads.
+    fn try_lead(
+        &self,
+        node: String,
+        now: Millis,
+        until: Millis,
     ) -> BoxFuture<'_, Result<bool, StoreError>>;
 
     /// Pauses or resumes; resuming resets the failure count. Returns whether it exists.

@@ -65,6 +65,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "schedules and run history",
         sql: schedules::SCHEMA,
     },
+    Migration {
+        version: 6,
+        name: "scheduler leadership",
+        sql: schedules::LEADER_SCHEMA,
+    },
 ];
 
 /// Most jobs one transaction carries; bounds how long one commit holds callers.

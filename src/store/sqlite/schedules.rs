@@ -8,6 +8,15 @@ use super::SqliteStore;
 use crate::scheduler::{RunEnd, RunKind, RunRecord, ScheduleDef, StoredSchedule};
 use crate::store::{Millis, ScheduleStore, StoreError};
 
+/// Migration 6: the one row naming the scheduler that fires shared schedules.
+pub(super) const LEADER_SCHEMA: &str = "
+CREATE TABLE scheduler_leader (
+    id    INTEGER PRIMARY KEY CHECK (id = 1),
+    node  TEXT    NOT NULL,
+    until INTEGER NOT NULL
+);
+";
+
 /// Migration 5.
 pub(super) const SCHEMA: &str = "
 CREATE TABLE schedules (
@@ -141,21 +150,45 @@ impl ScheduleStore for SqliteStore {
         }))
     }
 
-    fn claim_fire(
+    fn record_fires(
         &self,
-        name: String,
-        fire: Millis,
-        next: Option<Millis>,
-    ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        fires: Vec<(String, Millis, Option<Millis>)>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(self.write(move |txn| {
-            let n = txn
+            let mut stmt = txn
                 .prepare_cached(
                     "UPDATE schedules SET last_fire = ?2, next_fire = ?3
-                     WHERE name = ?1 AND (last_fire IS NULL OR last_fire < ?2)",
+                     WHERE name = ?1 AND (last_fire IS NULL OR last_fire <= ?2)",
                 )
-                .and_then(|mut s| s.execute(params![name, fire, next]))
-                .map_err(StoreError::sql("schedules: claim fire"))?;
-            Ok(n == 1)
+                .map_err(StoreError::sql("schedules: record fire times"))?;
+            for (name, fire, next) in &fires {
+                stmt.execute(params![name, fire, next])
+                    .map_err(StoreError::sql("schedules: record fire times"))?;
+            }
+            Ok(())
+        }))
+    }
+
+    fn try_lead(
+        &self,
+        node: String,
+        now: Millis,
+        until: Millis,
+    ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(self.write(move |txn| {
+            // Portable upsert (SQLite and PostgreSQL): take the row if it is ours or lapsed.
+            txn.prepare_cached(
+                "INSERT INTO scheduler_leader (id, node, until) VALUES (1, ?1, ?3)
+                 ON CONFLICT (id) DO UPDATE SET node = excluded.node, until = excluded.until
+                 WHERE scheduler_leader.node = excluded.node OR scheduler_leader.until < ?2",
+            )
+            .and_then(|mut s| s.execute(params![node, now, until]))
+            .map_err(StoreError::sql("schedules: leadership"))?;
+            let leader: String = txn
+                .prepare_cached("SELECT node FROM scheduler_leader WHERE id = 1")
+                .and_then(|mut s| s.query_row([], |r| r.get(0)))
+                .map_err(StoreError::sql("schedules: leadership"))?;
+            Ok(leader == node)
         }))
     }
 
