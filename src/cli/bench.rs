@@ -31,6 +31,8 @@ pub enum BenchCommand {
     Bus(BusBenchArgs),
     /// Durable add -> claim -> complete cycles from Lua workers, and claim at a backlog.
     Tasks(crate::cli::task::bench::TaskBenchArgs),
+    /// Schedules firing every second: start lateness p50/p99/max and CPU, firing and idle.
+    Scheduler(crate::cli::schedule::BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -63,6 +65,7 @@ pub fn run(config: Arc<Config>, cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Bus(args) => bus(config, args),
         BenchCommand::Tasks(args) => crate::cli::task::bench::run(config, args),
+        BenchCommand::Scheduler(args) => crate::cli::schedule::bench(args),
     }
 }
 

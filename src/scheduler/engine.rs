@@ -206,7 +206,11 @@ impl Scheduler {
             }
         }
         self.inner.store.put_schedule(stored.clone(), now).await?;
+        let shared = !source.starts_with("lua:");
         let info = self.install(stored, trigger);
+        if shared && !self.is_leader() {
+            self.renew_lead().await;
+        }
         Ok(info)
     }
 
@@ -359,15 +363,41 @@ impl Scheduler {
     pub async fn run(&self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         // Know whether this node fires shared schedules before the first one is due.
-        self.renew_lead().await;
+        if self.has_shared() {
+            self.renew_lead().await;
+        }
         let keeper = self.clone();
         let leadership = tokio::task::spawn_local(async move {
             loop {
                 tokio::time::sleep(super::leader::RENEW_EVERY).await;
-                keeper.renew_lead().await;
+                // A script with only its own function handlers does not compete.
+                if keeper.has_shared() {
+                    keeper.renew_lead().await;
+                }
             }
         });
         let _stop_leadership = AbortOnDrop(leadership);
+        self.run_loop(shutdown).await;
+        // Hand the lead over at once rather than make the next node wait for it to lapse.
+        if self.inner.lead_until.get() > 0 {
+            let (node, now) = (self.inner.node.clone(), self.now());
+            let _ = self.inner.store.try_lead(node, now, 0).await;
+            self.inner.lead_until.set(0);
+        }
+    }
+
+    /// Whether any schedule here is shared (fired by the leader only).
+    fn has_shared(&self) -> bool {
+        self.inner
+            .state
+            .borrow()
+            .entries
+            .values()
+            .any(|e| !e.private())
+    }
+
+    async fn run_loop(&self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
         loop {
             let head = self.inner.state.borrow().due.first().map(|(at, _)| *at);
             let deadline = match head {
