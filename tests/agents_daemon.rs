@@ -416,3 +416,22 @@ script = "counter.lua"
     );
     assert_eq!(stdout, "from the daemon\n\"running\"\n1\n");
 }
+
+#[test]
+fn bench_agents_reports_its_numbers() {
+    let dir = project("");
+    let out = dreamos(
+        dir.path(),
+        &["bench", "agents", "--agents", "5", "--messages", "5"],
+    );
+    let text = text(&out);
+    assert!(out.status.success(), "{text}");
+    for line in [
+        "agents:            5",
+        "start all:",
+        "per agent",
+        "round trip:        5 requests",
+    ] {
+        assert!(text.contains(line), "{line}: {text}");
+    }
+}

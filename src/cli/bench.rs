@@ -33,6 +33,8 @@ pub enum BenchCommand {
     Tasks(crate::cli::task::bench::TaskBenchArgs),
     /// Schedules firing every second: start lateness p50/p99/max and CPU, firing and idle.
     Scheduler(crate::cli::schedule::BenchArgs),
+    /// N supervised Lua agents: start time, resident memory per agent, message round trip.
+    Agents(crate::cli::bench_agents::AgentBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -66,6 +68,7 @@ pub fn run(config: Arc<Config>, cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Bus(args) => bus(config, args),
         BenchCommand::Tasks(args) => crate::cli::task::bench::run(config, args),
         BenchCommand::Scheduler(args) => crate::cli::schedule::bench(args),
+        BenchCommand::Agents(args) => crate::cli::bench_agents::run(config, args),
     }
 }
 

@@ -14,6 +14,7 @@ use crate::config::Config;
 pub mod agent;
 pub mod attach;
 pub mod bench;
+pub mod bench_agents;
 pub mod bus;
 pub mod init;
 pub mod repl;
