@@ -615,3 +615,92 @@ async fn sqlite_store_keeps_schedules_claims_and_pruned_history() {
         .unwrap()
         .is_empty());
 }
+
+/// Real time (the bus and SQLite answer from other threads); the schedule fires every
+/// 100 ms, so the test takes a fraction of a second.
+#[tokio::test]
+async fn failures_are_events_on_the_bus_and_agent_schedules_send_messages() {
+    local(async {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::open_sqlite(&dir.path().join("s.db"))
+            .await
+            .unwrap();
+        let bus = crate::bus::Bus::new(
+            store.clone() as Arc<dyn crate::store::BusStore>,
+            crate::bus::BusConfig::default(),
+        )
+        .unwrap();
+        let mut events = bus.subscribe(TOPIC).unwrap();
+        let runner = FakeRunner {
+            fail: true,
+            ..Default::default()
+        };
+        let h = harness_with_bus(store.clone(), runner, bus.clone());
+        let mut def = ScheduleDef::new("flaky");
+        def.every = Some(Duration::from_millis(100));
+        def.max_failures = 1;
+        h.sched.add(def, "test").await.unwrap();
+        let mut seen = Vec::new();
+        while !seen.contains(&"paused".to_string()) {
+            let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
+                .await
+                .expect("an event within 5 s")
+                .expect("subscription open");
+            assert_eq!(event.payload["schedule"], "flaky");
+            seen.push(
+                event.payload["event"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+        }
+        assert_eq!(seen, ["started", "failed", "paused"]);
+        h.stop.notify_one();
+
+        // An agent schedule puts its message in the agent's durable inbox.
+        let config = Arc::new(crate::config::Config::default());
+        let runner = runner::ScriptRunner::new(config, Some(bus.clone()));
+        let mut def = ScheduleDef::new("nudge");
+        def.agent = Some("scout".into());
+        def.message = Some(serde_json::json!({"hello": "scout"}));
+        runner.run(&def, 0).await.unwrap();
+        let query = crate::store::HistoryQuery {
+            channel: Some("agent:scout".into()),
+            limit: 10,
+            ..Default::default()
+        };
+        let sent = crate::store::BusStore::history(&*store, query)
+            .await
+            .unwrap();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].payload["hello"], "scout");
+        assert_eq!(sent[0].from, "schedule:nudge");
+    })
+    .await
+}
+
+fn harness_with_bus(
+    store: Arc<crate::store::SqliteStore>,
+    runner: FakeRunner,
+    bus: crate::bus::Bus,
+) -> Harness {
+    let clock = Clock::new();
+    *runner.clock.borrow_mut() = Some(clock.clone());
+    let runner = Rc::new(runner);
+    let sched = Scheduler::with_clock(
+        store,
+        Rc::new(runner.clone()),
+        Some(bus),
+        Settings::default(),
+        clock,
+    );
+    let stop = Rc::new(tokio::sync::Notify::new());
+    let (s, n) = (sched.clone(), stop.clone());
+    tokio::task::spawn_local(async move { s.run(async move { n.notified().await }).await });
+    Harness {
+        store: Arc::default(),
+        runner,
+        sched,
+        stop,
+    }
+}

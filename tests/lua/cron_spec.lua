@@ -65,6 +65,18 @@ t.describe("cron", function()
     t.eq(info.last_outcome, "failed")
   end)
 
+  t.it("makes a durable schedule from a script path", function()
+    local fs = require("dreamos.fs")
+    fs.write("data/job.lua", "-- a scheduled job\n")
+    local id = cron.schedule("@daily", "data/job.lua", { name = "nightly-job", missed = "skip" })
+    local found
+    for _, s in ipairs(cron.list()) do if s.id == id then found = s end end
+    t.eq(cron.cancel(id), true)
+    t.eq(id, "nightly-job")
+    t.eq(found.action, "script data/job.lua")
+    t.eq(found.expr, "@daily")
+  end)
+
   t.it("refuses bad input with the position and an example", function()
     local f = function() end
     t.raises(function() cron.schedule("0 25 * * *", f) end, "field 2 (hour) '25' at position 3")
