@@ -106,7 +106,8 @@ async fn bench(config: Arc<Config>, args: AgentBenchArgs, db: PathBuf) -> anyhow
         if list.iter().all(|s| s.state == AgentState::Running) {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        // Polling reads every status; rarely enough that it does not slow the start-up.
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let start_time = started.elapsed();
     let rss_after = resident_bytes();
