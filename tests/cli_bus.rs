@@ -376,7 +376,7 @@ fn bench_bus_reports_rates_and_latencies() {
         "{out}"
     );
     assert!(
-        out.contains("full speed") && out.contains("(300 messages)"),
+        out.contains("full speed") && out.contains("(300 messages, "),
         "{out}"
     );
     assert!(out.contains("p50") && out.contains("p99"), "{out}");

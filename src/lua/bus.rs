@@ -69,13 +69,15 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
     Ok(m)
 }
 
-/// This state's bus, creating it (and opening the store) on first use. The inner `Err` is a
-/// failure of the world for `nil, err`.
-pub(crate) async fn bus_of(lua: &Lua) -> mlua::Result<Result<Bus, String>> {
-    // The hot path: every call after the first finds the bus ready.
-    if let Some(bus) = host(lua)?.bus.get() {
-        return Ok(Ok(bus.clone()));
-    }
+/// This state's bus if it exists already: the hot path, without an `await`, so the futures
+/// of the module's functions stay small (mlua boxes one per call).
+pub(crate) fn ready_bus(lua: &Lua) -> mlua::Result<Option<Bus>> {
+    Ok(host(lua)?.bus.get().cloned())
+}
+
+/// Creates this state's bus, opening the store, on first use. The inner `Err` is a failure
+/// of the world for `nil, err`.
+pub(crate) async fn open_bus(lua: &Lua) -> mlua::Result<Result<Bus, String>> {
     let (store, path, config) = {
         let h = host(lua)?;
         (
@@ -102,12 +104,16 @@ pub(crate) async fn bus_of(lua: &Lua) -> mlua::Result<Result<Bus, String>> {
     Ok(Ok(h.bus.get_or_init(|| async { bus }).await.clone()))
 }
 
-/// Returns from the calling function with `nil, err` when the bus cannot be opened.
+/// This state's bus, or returns `nil, err` from the calling function when the store cannot
+/// be opened. The cold path is boxed so it does not size every call's future.
 macro_rules! bus_or_fail {
     ($lua:expr) => {
-        match $crate::lua::bus::bus_of(&$lua).await? {
-            Ok(bus) => bus,
-            Err(message) => return $crate::lua::support::fail(&$lua, "store", message),
+        match $crate::lua::bus::ready_bus(&$lua)? {
+            Some(bus) => bus,
+            None => match Box::pin($crate::lua::bus::open_bus(&$lua)).await? {
+                Ok(bus) => bus,
+                Err(message) => return $crate::lua::support::fail(&$lua, "store", message),
+            },
         }
     };
 }
@@ -296,7 +302,9 @@ async fn send(lua: Lua, (to, payload, opts): (Value, Value, Value)) -> mlua::Res
     let (opts, from) = send_options(&lua, F, opts.as_ref())?;
     let payload = payload_json(&lua, F, payload)?;
     let bus = bus_or_fail!(lua);
-    match bus.send(&from, &to, &payload, opts).await {
+    // Boxed: mlua boxes this function's future per call, and with the bus's future inline it
+    // would be a large allocation, the slow kind for malloc. Two small ones are cheaper.
+    match Box::pin(bus.send(&from, &to, &payload, opts)).await {
         Ok(receipt) => Ok(MultiValue::from_iter([Value::UserData(
             lua.create_userdata(LuaReceipt(receipt))?,
         )])),
@@ -375,7 +383,7 @@ async fn request(lua: Lua, (to, payload, opts): (Value, Value, Value)) -> mlua::
     let (send_opts, from) = send_options(&lua, F, opts.as_ref())?;
     let payload = payload_json(&lua, F, payload)?;
     let bus = bus_or_fail!(lua);
-    match bus.request(&from, &to, &payload, timeout, send_opts).await {
+    match Box::pin(bus.request(&from, &to, &payload, timeout, send_opts)).await {
         // A null reply comes back as json.null, so nil always means failure.
         Ok(reply) if reply.payload.is_null() => Ok(MultiValue::from_iter([lua.null()])),
         Ok(reply) => Ok(MultiValue::from_iter([json_to_lua(&lua, &reply.payload)?])),
@@ -389,7 +397,7 @@ async fn reply(lua: Lua, (msg, payload): (Value, Value)) -> mlua::Result<MultiVa
     let payload = payload_json(&lua, F, payload)?;
     let from = script_name(&lua)?;
     let bus = bus_or_fail!(lua);
-    match bus.reply(&from, &request, &payload).await {
+    match Box::pin(bus.reply(&from, &request, &payload)).await {
         Ok(receipt) => Ok(MultiValue::from_iter([Value::UserData(
             lua.create_userdata(LuaReceipt(receipt))?,
         )])),
