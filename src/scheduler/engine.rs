@@ -13,7 +13,6 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::future::Future;
-use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,15 +21,14 @@ use futures_util::future::LocalBoxFuture;
 use tokio::sync::Notify;
 
 use super::clock::Clock;
-use super::def::{MissedPolicy, OverlapPolicy, ScheduleDef};
+use super::def::ScheduleDef;
 use super::events::Events;
-use super::records::{RunEnd, RunKind, StoredSchedule};
+use super::policy::{next_cached, plan_runs};
+use super::records::{RunKind, StoredSchedule};
 use super::trigger::Trigger;
 use super::{ScheduleInfo, SchedulerError, Settings};
 use crate::store::{Millis, ScheduleStore};
 
-/// A fire this late (or less) is on time; anything older counts as missed.
-const ON_TIME_GRACE: Millis = 1_000;
 /// Most missed fire times counted one by one after a long outage; past that the count is
 /// reported as "at least".
 const MAX_CATCHUP_SCAN: usize = 100_000;
@@ -59,51 +57,51 @@ pub trait Runner {
 /// (runs are local tasks, the runner may hold Lua values).
 #[derive(Clone)]
 pub struct Scheduler {
-    inner: Rc<Inner>,
+    pub(super) inner: Rc<Inner>,
 }
 
-struct Inner {
+pub(super) struct Inner {
     /// Where schedules, fire times, leadership and history persist.
-    store: Arc<dyn ScheduleStore>,
-    runner: Rc<dyn Runner>,
+    pub(super) store: Arc<dyn ScheduleStore>,
+    pub(super) runner: Rc<dyn Runner>,
     /// Log lines and `schedules.events`.
-    events: Events,
+    pub(super) events: Events,
     /// Wall-clock milliseconds on tokio's clock, so paused-time tests move fire times.
-    clock: Clock,
-    settings: Settings,
-    state: RefCell<State>,
+    pub(super) clock: Clock,
+    pub(super) settings: Settings,
+    pub(super) state: RefCell<State>,
     /// Wakes the loop when the earliest due time may have changed.
-    wake: Notify,
+    pub(super) wake: Notify,
     /// This scheduler's name in the leadership row (see [`super::leader`]).
-    node: String,
+    pub(super) node: String,
     /// Until when this scheduler leads, i.e. fires shared schedules; 0 when it does not.
-    lead_until: Cell<Millis>,
+    pub(super) lead_until: Cell<Millis>,
 }
 
 #[derive(Default)]
-struct State {
-    entries: HashMap<String, Entry>,
+pub(super) struct State {
+    pub(super) entries: HashMap<String, Entry>,
     /// (next fire, name) of every active schedule; the loop sleeps until the first.
-    due: BTreeSet<(Millis, String)>,
+    pub(super) due: BTreeSet<(Millis, String)>,
 }
 
-struct Entry {
-    stored: StoredSchedule,
-    trigger: Trigger,
+pub(super) struct Entry {
+    pub(super) stored: StoredSchedule,
+    pub(super) trigger: Trigger,
     /// Runs in progress (more than one only with `overlap = allow`).
-    running: u32,
+    pub(super) running: u32,
     /// Runs waiting for the current one (`overlap = queue`, and `run_all` catch-ups).
-    queued: VecDeque<(Millis, RunKind)>,
+    pub(super) queued: VecDeque<(Millis, RunKind)>,
 }
 
 impl Entry {
-    fn active(&self) -> bool {
+    pub(super) fn active(&self) -> bool {
         !self.stored.paused && self.stored.def.enabled
     }
 
     /// A script's function-handler schedule: only this process can run it, so it fires
     /// here whoever leads.
-    fn private(&self) -> bool {
+    pub(super) fn private(&self) -> bool {
         self.stored.source.starts_with("lua:")
     }
 }
@@ -114,21 +112,6 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-/// `trigger.next_after(t)`, shared between cron schedules with the same expression and
-/// zone within one pass of the loop.
-fn next_cached(
-    trigger: &Trigger,
-    t: Millis,
-    cache: &mut HashMap<(u64, Millis), Option<Millis>>,
-) -> Option<Millis> {
-    match trigger {
-        Trigger::Cron { key, .. } => *cache
-            .entry((*key, t))
-            .or_insert_with(|| trigger.next_after(t)),
-        _ => trigger.next_after(t),
     }
 }
 
@@ -378,22 +361,7 @@ impl Scheduler {
         });
         let _stop_leadership = AbortOnDrop(leadership);
         self.run_loop(shutdown).await;
-        // Hand the lead over at once rather than make the next node wait for it to lapse.
-        if self.inner.lead_until.get() > 0 {
-            let (node, now) = (self.inner.node.clone(), self.now());
-            let _ = self.inner.store.try_lead(node, now, 0).await;
-            self.inner.lead_until.set(0);
-        }
-    }
-
-    /// Whether any schedule here is shared (fired by the leader only).
-    fn has_shared(&self) -> bool {
-        self.inner
-            .state
-            .borrow()
-            .entries
-            .values()
-            .any(|e| !e.private())
+        self.release_lead().await;
     }
 
     async fn run_loop(&self, shutdown: impl Future<Output = ()>) {
@@ -411,58 +379,6 @@ impl Scheduler {
                 _ = tokio::time::sleep_until(deadline) => self.fire_due(),
             }
         }
-    }
-
-    /// Whether this node fires shared schedules now.
-    pub fn is_leader(&self) -> bool {
-        self.inner.lead_until.get() > self.now() + super::leader::MARGIN
-    }
-
-    /// Takes or renews the lead in the store.
-    async fn renew_lead(&self) {
-        let now = self.now();
-        let until = now + super::leader::LEAD_FOR;
-        let node = self.inner.node.clone();
-        match self.inner.store.try_lead(node, now, until).await {
-            Ok(true) => {
-                let was = self.is_leader();
-                self.inner.lead_until.set(until);
-                if !was {
-                    self.took_lead().await;
-                }
-            }
-            Ok(false) => self.inner.lead_until.set(0),
-            // Keep what we had: it lapses by itself if the store stays unreachable.
-            Err(e) => self.inner.events.store_error("(leadership)", &e),
-        }
-    }
-
-    /// On becoming the leader: shared schedules go back to the fire times the store
-    /// recorded, so runs due while no node led are handled by the missed-run policy.
-    async fn took_lead(&self) {
-        let rows = match self.inner.store.list_schedules().await {
-            Ok(rows) => rows,
-            Err(e) => return self.inner.events.store_error("(leadership)", &e),
-        };
-        let mut guard = self.inner.state.borrow_mut();
-        let state = &mut *guard;
-        for row in rows {
-            let Some(entry) = state.entries.get_mut(&row.def.name) else {
-                continue;
-            };
-            if entry.private() || row.def != entry.stored.def {
-                continue;
-            }
-            if let (Some(stored), Some(mine)) = (row.next_fire, entry.stored.next_fire) {
-                if stored < mine && entry.active() {
-                    state.due.remove(&(mine, row.def.name.clone()));
-                    state.due.insert((stored, row.def.name.clone()));
-                    entry.stored.next_fire = Some(stored);
-                }
-            }
-        }
-        drop(guard);
-        self.inner.wake.notify_one();
     }
 
     fn fire_due(&self) {
@@ -565,262 +481,5 @@ impl Scheduler {
             next,
             runs,
         })
-    }
-
-    /// Applies the overlap policy to one run.
-    fn enqueue(&self, name: &str, at: Millis, kind: RunKind) {
-        let refused = {
-            let mut state = self.inner.state.borrow_mut();
-            let Some(entry) = state.entries.get_mut(name) else {
-                return;
-            };
-            let busy = entry.running > 0 || !entry.queued.is_empty();
-            match entry.stored.def.overlap {
-                OverlapPolicy::Allow => false,
-                OverlapPolicy::Skip if busy && kind == RunKind::Scheduled => true,
-                _ => {
-                    entry.queued.push_back((at, kind));
-                    false
-                }
-            }
-        };
-        if refused {
-            let reason = "the previous run is still going (overlap = skip)".to_string();
-            let now = self.now();
-            self.inner.events.overlap_skipped(name, at);
-            let this = self.clone();
-            let name_owned = name.to_string();
-            tokio::task::spawn_local(async move {
-                let store = &this.inner.store;
-                let record =
-                    store.start_run(name_owned.clone(), kind, at, now, "skipped", Some(reason));
-                if let Err(e) = record.await {
-                    this.inner.events.store_error(&name_owned, &e);
-                }
-            });
-            if let Some(entry) = self.inner.state.borrow_mut().entries.get_mut(name) {
-                entry.stored.last_outcome = Some("skipped".into());
-            }
-            return;
-        }
-        if self.overlap_of(name) == Some(OverlapPolicy::Allow) {
-            self.start(name, at, kind);
-        } else {
-            self.pump(name);
-        }
-    }
-
-    fn overlap_of(&self, name: &str) -> Option<OverlapPolicy> {
-        let state = self.inner.state.borrow();
-        state.entries.get(name).map(|e| e.stored.def.overlap)
-    }
-
-    /// Starts the next queued run if nothing of this schedule is running.
-    fn pump(&self, name: &str) {
-        let next = {
-            let mut state = self.inner.state.borrow_mut();
-            match state.entries.get_mut(name) {
-                Some(e) if e.running == 0 => e.queued.pop_front(),
-                _ => None,
-            }
-        };
-        if let Some((at, kind)) = next {
-            self.start(name, at, kind);
-        }
-    }
-
-    fn start(&self, name: &str, at: Millis, kind: RunKind) {
-        let def = {
-            let mut state = self.inner.state.borrow_mut();
-            let Some(entry) = state.entries.get_mut(name) else {
-                return;
-            };
-            entry.running += 1;
-            entry.stored.def.clone()
-        };
-        let this = self.clone();
-        tokio::task::spawn_local(async move { this.execute(def, at, kind).await });
-    }
-
-    async fn execute(&self, def: ScheduleDef, at: Millis, kind: RunKind) {
-        let name = def.name.clone();
-        // An operator's "run now" means now; jitter only spreads scheduled fires.
-        let delay = match kind {
-            RunKind::Manual => Duration::ZERO,
-            _ => jitter(&name, at, def.jitter),
-        };
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-        let started = self.now();
-        let store = &self.inner.store;
-        // The "running" record is written beside the run, not before it: a run starts on
-        // time however busy the store is, and the record is there if the process dies.
-        let (writer, run_name) = (store.clone(), name.clone());
-        let record = tokio::task::spawn_local(async move {
-            writer
-                .start_run(run_name, kind, at, started, "running", None)
-                .await
-        });
-        self.inner.events.started(&name, at, started, kind);
-        let result = self.inner.runner.run(&def, at).await;
-        let id = match record.await {
-            Ok(Ok(id)) => Some(id),
-            Ok(Err(e)) => {
-                self.inner.events.store_error(&name, &e);
-                None
-            }
-            Err(_) => None,
-        };
-        let ended = self.now();
-        let (failures, pause) = {
-            let mut state = self.inner.state.borrow_mut();
-            let state = &mut *state;
-            match state.entries.get_mut(&name) {
-                Some(entry) => {
-                    entry.running = entry.running.saturating_sub(1);
-                    entry.stored.failures = match result {
-                        Ok(()) => 0,
-                        Err(_) => entry.stored.failures.saturating_add(1),
-                    };
-                    entry.stored.last_outcome =
-                        Some(if result.is_ok() { "ok" } else { "failed" }.into());
-                    let max = entry.stored.def.max_failures;
-                    let pause = max > 0 && entry.stored.failures >= max && !entry.stored.paused;
-                    if pause {
-                        entry.stored.paused = true;
-                        entry.queued.clear();
-                        if let Some(next) = entry.stored.next_fire {
-                            state.due.remove(&(next, name.clone()));
-                        }
-                    }
-                    (entry.stored.failures, pause)
-                }
-                None => (0, false),
-            }
-        };
-        self.inner.events.finished(
-            &name,
-            at,
-            started,
-            ended,
-            result.as_ref().err(),
-            failures,
-            pause,
-        );
-        if let Some(id) = id {
-            let end = RunEnd {
-                id,
-                schedule: name.clone(),
-                ended,
-                outcome: if result.is_ok() { "ok" } else { "failed" },
-                error: result.err(),
-                failures,
-                pause,
-                keep: self.inner.settings.history_keep,
-            };
-            if let Err(e) = store.finish_run(end).await {
-                self.inner.events.store_error(&name, &e);
-            }
-        }
-        self.pump(&name);
-    }
-}
-
-/// Which of the passed fire times run, and how many are skipped. The newest one is on
-/// time if it is at most [`ON_TIME_GRACE`] old; the others were missed.
-fn plan_runs(
-    passed: &[Millis],
-    now: Millis,
-    policy: MissedPolicy,
-    window: Duration,
-) -> (Vec<(Millis, RunKind)>, usize) {
-    let Some((&newest, older)) = passed.split_last() else {
-        return (Vec::new(), 0);
-    };
-    let on_time = now - newest <= ON_TIME_GRACE;
-    let (missed, current): (&[Millis], Option<Millis>) = if on_time {
-        (older, Some(newest))
-    } else {
-        (passed, None)
-    };
-    let mut runs: Vec<(Millis, RunKind)> = Vec::new();
-    let skipped = match policy {
-        MissedPolicy::Skip => missed.len(),
-        MissedPolicy::RunOnce => match (current, missed.last()) {
-            (None, Some(latest)) => {
-                runs.push((*latest, RunKind::Catchup));
-                missed.len() - 1
-            }
-            _ => missed.len(),
-        },
-        MissedPolicy::RunAll => {
-            let oldest = now - crate::bus::clock::millis(window);
-            let within: Vec<Millis> = missed.iter().copied().filter(|t| *t >= oldest).collect();
-            let skipped = missed.len() - within.len();
-            runs.extend(within.into_iter().map(|t| (t, RunKind::Catchup)));
-            skipped
-        }
-    };
-    if let Some(t) = current {
-        runs.push((t, RunKind::Scheduled));
-    }
-    (runs, skipped)
-}
-
-/// A stable pseudo-random delay in `[0, max)` for one fire of one schedule: spreads
-/// schedules that share a time without a random number generator, and is reproducible in
-/// tests.
-fn jitter(name: &str, at: Millis, max: Duration) -> Duration {
-    let max_ms = u64::try_from(max.as_millis()).unwrap_or(u64::MAX);
-    if max_ms == 0 {
-        return Duration::ZERO;
-    }
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (name, at).hash(&mut h);
-    Duration::from_millis(h.finish() % max_ms)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const W: Duration = Duration::from_secs(3600);
-
-    #[test]
-    fn missed_policies() {
-        let passed = [1_000, 2_000, 3_000];
-        // All three long past.
-        let now = 10_000;
-        assert_eq!(plan_runs(&passed, now, MissedPolicy::Skip, W), (vec![], 3));
-        assert_eq!(
-            plan_runs(&passed, now, MissedPolicy::RunOnce, W),
-            (vec![(3_000, RunKind::Catchup)], 2)
-        );
-        let (runs, skipped) = plan_runs(&passed, now, MissedPolicy::RunAll, W);
-        assert_eq!(runs.len(), 3);
-        assert_eq!(skipped, 0);
-        // The window bounds run_all.
-        let (runs, skipped) = plan_runs(&passed, now, MissedPolicy::RunAll, Duration::from_secs(7));
-        assert_eq!((runs.len(), skipped), (1, 2));
-        // The newest is on time: it runs as scheduled; run_once needs no extra run.
-        let now = 3_200;
-        assert_eq!(
-            plan_runs(&passed, now, MissedPolicy::RunOnce, W),
-            (vec![(3_000, RunKind::Scheduled)], 2)
-        );
-        assert_eq!(
-            plan_runs(&[3_000], now, MissedPolicy::Skip, W),
-            (vec![(3_000, RunKind::Scheduled)], 0)
-        );
-    }
-
-    #[test]
-    fn jitter_is_bounded_and_stable() {
-        let max = Duration::from_secs(10);
-        let a = jitter("a", 5, max);
-        assert!(a < max);
-        assert_eq!(a, jitter("a", 5, max));
-        assert_eq!(jitter("a", 5, Duration::ZERO), Duration::ZERO);
     }
 }

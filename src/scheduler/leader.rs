@@ -14,6 +14,7 @@
 
 use std::time::Duration;
 
+use super::Scheduler;
 use crate::store::Millis;
 
 /// How long one renewal makes this node the leader.
@@ -36,4 +37,78 @@ pub fn node_id() -> String {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+impl Scheduler {
+    /// Whether this node fires shared schedules now.
+    pub fn is_leader(&self) -> bool {
+        self.inner.lead_until.get() > self.now() + MARGIN
+    }
+
+    /// Takes or renews the lead in the store.
+    pub(super) async fn renew_lead(&self) {
+        let now = self.now();
+        let until = now + LEAD_FOR;
+        let node = self.inner.node.clone();
+        match self.inner.store.try_lead(node, now, until).await {
+            Ok(true) => {
+                let was = self.is_leader();
+                self.inner.lead_until.set(until);
+                if !was {
+                    self.took_lead().await;
+                }
+            }
+            Ok(false) => self.inner.lead_until.set(0),
+            // Keep what we had: it lapses by itself if the store stays unreachable.
+            Err(e) => self.inner.events.store_error("(leadership)", &e),
+        }
+    }
+
+    /// On becoming the leader: shared schedules go back to the fire times the store
+    /// recorded, so runs due while no node led are handled by the missed-run policy.
+    async fn took_lead(&self) {
+        let rows = match self.inner.store.list_schedules().await {
+            Ok(rows) => rows,
+            Err(e) => return self.inner.events.store_error("(leadership)", &e),
+        };
+        let mut guard = self.inner.state.borrow_mut();
+        let state = &mut *guard;
+        for row in rows {
+            let Some(entry) = state.entries.get_mut(&row.def.name) else {
+                continue;
+            };
+            if entry.private() || row.def != entry.stored.def {
+                continue;
+            }
+            if let (Some(stored), Some(mine)) = (row.next_fire, entry.stored.next_fire) {
+                if stored < mine && entry.active() {
+                    state.due.remove(&(mine, row.def.name.clone()));
+                    state.due.insert((stored, row.def.name.clone()));
+                    entry.stored.next_fire = Some(stored);
+                }
+            }
+        }
+        drop(guard);
+        self.inner.wake.notify_one();
+    }
+
+    /// Whether any schedule here is shared (fired by the leader only).
+    pub(super) fn has_shared(&self) -> bool {
+        self.inner
+            .state
+            .borrow()
+            .entries
+            .values()
+            .any(|e| !e.private())
+    }
+
+    /// Hands the lead over at once (on shutdown) rather than make the next node wait for
+    /// it to lapse.
+    pub(super) async fn release_lead(&self) {
+        if self.inner.lead_until.get() > 0 {
+            let (node, now) = (self.inner.node.clone(), self.now());
+            let _ = self.inner.store.try_lead(node, now, 0).await;
+            self.inner.lead_until.set(0);
+        }
+    }
 }

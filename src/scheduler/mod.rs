@@ -4,7 +4,8 @@
 //!
 //! - [`trigger`]: parsing (cron on `croner`, IANA zones on `chrono-tz`) and next fire times.
 //! - [`def`]: a schedule's definition and policies, as in `[[schedules]]`.
-//! - [`engine`]: the firing loop, policies and run bookkeeping ([`Scheduler`]).
+//! - [`engine`]: the firing loop and run bookkeeping ([`Scheduler`]); `policy` holds the
+//!   pure parts (missed-run plans, jitter), [`leader`] which node fires shared schedules.
 //! - [`records`]: what the store keeps (`crate::store::ScheduleStore`).
 //! - [`runner`]: how a run executes (scripts in their own state on another thread).
 //! - [`daemon`]: starting the daemon's scheduler from the configuration and the store.
@@ -26,8 +27,10 @@ pub mod def;
 pub mod engine;
 mod events;
 pub mod leader;
+mod policy;
 pub mod records;
 pub mod runner;
+mod runs;
 pub mod trigger;
 
 #[cfg(test)]
