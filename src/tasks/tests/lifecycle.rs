@@ -206,3 +206,30 @@ async fn bad_arguments_are_refused_before_anything_is_stored() {
     );
     assert!(tasks.counts().await.expect("counts").is_empty());
 }
+
+#[tokio::test]
+async fn the_event_log_is_pruned_to_the_newest_events_but_tasks_stay() {
+    let (_dir, tasks) = service().await;
+    for i in 0..5 {
+        add(&tasks, &format!("t{i}")).await;
+    }
+    let store = tasks.store();
+    assert_eq!(store.last_task_event().await.expect("last"), 5);
+    assert_eq!(store.prune_task_events(2).await.expect("prune"), 3);
+    assert_eq!(store.prune_task_events(2).await.expect("prune"), 0);
+    let left: Vec<i64> = store
+        .task_events(0, 100, None)
+        .await
+        .expect("events")
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(left, vec![4, 5]);
+    // New events continue after the newest, never reusing a pruned number.
+    add(&tasks, "t5").await;
+    assert_eq!(store.last_task_event().await.expect("last"), 6);
+    assert_eq!(
+        tasks.counts().await.expect("counts"),
+        vec![(Status::Ready, 6)]
+    );
+}
