@@ -406,3 +406,37 @@ async fn the_captain_takes_goals_and_answers_help_and_status() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn self_claim_task_claims_in_the_agents_name() {
+    local(async {
+        let w = world().await;
+        let worker = r#"
+return require("dreamos.agent").define {
+  on_message = function(self, msg)
+    local task = assert(self:claim_task { category = "manual" })
+    assert(task:complete { by = self.name })
+    self:reply(msg, { id = task.id })
+  end,
+}
+"#;
+        w.add("hand", worker, None).await;
+        let id = w
+            .tasks
+            .add(TaskSpec {
+                title: "by hand".into(),
+                category: Some("manual".into()),
+                ..TaskSpec::default()
+            })
+            .await
+            .expect("add");
+        let reply = w.ask("hand", json!({})).await;
+        assert_eq!(reply["id"], id);
+        let task = w.tasks.get(id).await.expect("get").expect("task");
+        assert_eq!(task.status, Status::Done);
+        assert_eq!(task.agent.as_deref(), Some("hand"));
+        assert_eq!(task.result, Some(json!({"by": "hand"})));
+        w.sup.shutdown("done").await;
+    })
+    .await;
+}

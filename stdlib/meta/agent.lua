@@ -100,11 +100,13 @@ function self_methods:log(text) end
 ---@param reason? string
 function self_methods:stop(reason) end
 
---- Claims a task by hand. Not wired yet (declare `tasks = { category = ... }` and write
---- on_task instead): returns nil, err (kind "unavailable").
----@return table|nil
+--- Claims a task by hand: dreamos.tasks.claim with this agent's name (the claimed task has
+--- complete, fail, progress and heartbeat methods). For automatic claiming declare
+--- `tasks = { category = ... }` and write on_task instead.
+---@param opts? {category?: string, tags?: string[], lease?: number|string, wait?: number|string}
+---@return dreamos.tasks.Claimed|nil
 ---@return dreamos.Error|nil
-function self_methods:claim_task() end
+function self_methods:claim_task(opts) end
 
 --- Validates the options and handlers and marks the table as an agent definition.
 --- Raises on unknown options (with "did you mean"), wrong types and bad restart names.

@@ -120,14 +120,30 @@ pub fn methods(lua: &Lua) -> mlua::Result<Table> {
     )?;
     m.set(
         "claim_task",
-        lua.create_function(|lua, _: MultiValue| {
-            // The task service is being built beside this; until it is wired in, say so
-            // plainly instead of pretending there is no work.
-            fail(
-                lua,
-                "unavailable",
-                "self:claim_task: the task service is not wired into agents yet",
-            )
+        lua.create_async_function(|lua, (_this, opts): (Value, Option<Table>)| async move {
+            // `tasks.claim` with this agent's name: the claimed task has complete, fail,
+            // progress and heartbeat methods, as in dreamos.tasks.
+            let name = lua
+                .app_data_ref::<AgentSelf>()
+                .map(|me| me.name.clone())
+                .ok_or_else(|| misuse(&lua, "self:claim_task: not an agent state"))?;
+            let opts = match opts {
+                Some(t) => t,
+                None => lua.create_table()?,
+            };
+            if opts.contains_key("agent")? {
+                return Err(misuse(
+                    &lua,
+                    "self:claim_task: agent is set for you (the agent's name); leave it out",
+                ));
+            }
+            opts.set("agent", name)?;
+            let tasks: Table = lua
+                .globals()
+                .get::<mlua::Function>("require")?
+                .call("dreamos.tasks")?;
+            let claim: mlua::Function = tasks.get("claim")?;
+            claim.call_async::<MultiValue>(opts).await
         })?,
     )?;
     Ok(m)
