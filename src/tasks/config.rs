@@ -27,7 +27,8 @@ pub struct TasksConfig {
     /// another process added (this process's own adds wake it at once). Default `"1s"`.
     #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub claim_recheck: Duration,
-    /// How often `dreamos task watch` looks for new events written by other processes.
+    /// How often `dreamos task watch` looks for new events written by other processes
+    /// where it cannot be woken by the database file changing (inotify, Linux).
     /// Default `"250ms"`.
     #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub watch_interval: Duration,

@@ -8,6 +8,7 @@
 
 pub mod bench;
 mod print;
+mod wake;
 mod watch;
 
 use std::io::Write;
@@ -183,9 +184,10 @@ pub fn service(store: Arc<SqliteStore>, config: &Config) -> anyhow::Result<Tasks
 
 /// Runs a task command, printing to stdout.
 pub async fn run(cmd: TaskCommand, store: Arc<SqliteStore>, config: &Config) -> anyhow::Result<()> {
+    let db = store.path().to_path_buf();
     let tasks = service(store, config)?;
     if let TaskCommand::Watch(args) = cmd {
-        return watch::watch(&tasks, args).await;
+        return watch::watch(&tasks, &db, args).await;
     }
     let stdout = std::io::stdout();
     execute(cmd, &tasks, &mut stdout.lock()).await

@@ -2,13 +2,13 @@
 //! progress bar per claimed or running task, and a line for every other transition.
 //!
 //! Where the events come from: this command is its own process, so it cannot hear the
-//! in-process bus of the workers. It tails the store's event log instead — one indexed read
-//! (`task_events` after the last seen id) every `tasks.watch_interval` (250 ms), which
-//! costs next to nothing when nothing happened, and reads only the new events when
-//! something did. Counts are read once at start and then kept up to date from the events.
-//! Every few seconds it also applies lapsed leases and passed deadlines (the same sweep a
-//! claim does), so a task whose worker died shows up as ready again even when nobody
-//! claims.
+//! in-process bus of the workers. It tails the store's event log instead, reading only the
+//! rows after the last one it saw, each time the database's write-ahead log is written
+//! (see [`wake`](super::wake): inotify on Linux, so an idle store costs no reads at all;
+//! elsewhere it looks every `tasks.watch_interval`). Counts are read once at start and then
+//! kept up to date from the events. Every few seconds it also applies lapsed leases and
+//! passed deadlines (the same sweep a claim does), so a task whose worker died shows up as
+//! ready again even when nobody claims.
 //!
 //! When stdout is not a terminal (or with `--plain`), it prints one line per event
 //! instead; `--json` prints each event as JSON.
@@ -22,6 +22,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::time::Instant;
 
 use super::print::{clip, event_line};
+use super::wake::{WalWatch, SETTLE};
 use crate::tasks::{ListFilter, Status, Task, TaskEvent, TaskId, Tasks};
 
 /// How often the watch sweeps lapsed leases and deadlines.
@@ -44,8 +45,11 @@ pub struct WatchArgs {
 
 type Counts = BTreeMap<Status, u64>;
 
-pub async fn watch(tasks: &Tasks, args: WatchArgs) -> anyhow::Result<()> {
+/// Runs the watch on `tasks`, whose database file is `db`.
+pub async fn watch(tasks: &Tasks, db: &std::path::Path, args: WatchArgs) -> anyhow::Result<()> {
     let store = tasks.store().clone();
+    // Watching starts before the first read, so no commit falls between the two.
+    let wal = WalWatch::new(db);
     tasks.sweep().await?;
     // Counts and cursor must describe the same moment: retry if events arrived between.
     let (mut cursor, mut counts) = (0, Counts::new());
@@ -67,6 +71,8 @@ pub async fn watch(tasks: &Tasks, args: WatchArgs) -> anyhow::Result<()> {
     view.counts(&counts);
     let interval = tasks.config().watch_interval;
     let mut last_sweep = Instant::now();
+    // Looks left since the last wake (see wake::SETTLE).
+    let mut settle = SETTLE.len();
     loop {
         if args.until_done && active(&counts) == 0 {
             break;
@@ -81,7 +87,20 @@ pub async fn watch(tasks: &Tasks, args: WatchArgs) -> anyhow::Result<()> {
             view.counts(&counts);
         }
         if events.len() < BATCH {
-            tokio::time::sleep(interval).await;
+            match &wal {
+                Some(wal) => {
+                    let wait = SETTLE
+                        .get(SETTLE.len() - settle)
+                        .copied()
+                        .unwrap_or(SWEEP_EVERY);
+                    if wal.changed(wait).await {
+                        settle = SETTLE.len();
+                    } else {
+                        settle = settle.saturating_sub(1);
+                    }
+                }
+                None => tokio::time::sleep(interval).await,
+            }
         }
         if last_sweep.elapsed() >= SWEEP_EVERY {
             last_sweep = Instant::now();
