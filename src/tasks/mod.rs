@@ -16,10 +16,10 @@
 //! Events: every committed transition is logged in the store *and* published on the bus
 //! topic [`TOPIC`] in this process. Publishing is in-process fan-out, so another process
 //! (a `dreamos task watch` terminal) cannot hear it; it tails the store's event log
-//! instead, checking every `tasks.watch_interval` (250 ms) with one indexed read. That
-//! choice keeps a second channel (a socket, file notifications) out of the design until
-//! the daemon's HTTP side serves events; the cost is up to a quarter second of delay
-//! across processes, none within one.
+//! instead, woken by the kernel when the database's write-ahead log is written (inotify;
+//! elsewhere every `tasks.watch_interval`), see `cli/task/wake.rs`. The log is the one
+//! source both ways share, and it works without a daemon; a daemon's HTTP side could serve
+//! the same events later without changing them.
 //!
 //! Time comes from tokio's clock ([`Clock`]), so tests pause and advance it.
 
