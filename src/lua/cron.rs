@@ -6,8 +6,9 @@
 //! - a Lua function belongs to this script: it runs in this state (as its own coroutine),
 //!   keeps `dreamos run` alive while any such schedule is active, and its schedules are
 //!   deleted when the last one ends (cancel, or a one-shot that fired);
-//! - a script path makes a durable schedule (like `dreamos schedule add`): it fires here
-//!   while this script runs and in the daemon after it, and does not keep the script alive.
+//! - a script path makes a durable schedule (like `dreamos schedule add`): `dreamos serve`
+//!   fires it (from its next start), and it does not keep the script alive. This state's
+//!   scheduler never competes for the lead, so it fires only its own function handlers.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -263,7 +264,10 @@ async fn state(lua: &Lua) -> mlua::Result<Result<Rc<CronState>, String>> {
         store as Arc<dyn crate::store::ScheduleStore>,
         Rc::new(runner),
         bus,
-        config.scheduler.settings(),
+        crate::scheduler::Settings {
+            lead: false,
+            ..config.scheduler.settings()
+        },
     );
     let looping = scheduler.clone();
     // Untracked: the loop alone does not keep a script running; function schedules do.

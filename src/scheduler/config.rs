@@ -35,6 +35,7 @@ impl SchedulerConfig {
         super::Settings {
             default_tz: self.timezone.clone(),
             history_keep: self.history_keep.max(1),
+            lead: true,
         }
     }
 }

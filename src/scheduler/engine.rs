@@ -191,7 +191,7 @@ impl Scheduler {
         self.inner.store.put_schedule(stored.clone(), now).await?;
         let shared = !source.starts_with("lua:");
         let info = self.install(stored, trigger);
-        if shared && !self.is_leader() {
+        if shared && self.inner.settings.lead && !self.is_leader() {
             self.renew_lead().await;
         }
         Ok(info)

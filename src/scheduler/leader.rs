@@ -94,12 +94,14 @@ impl Scheduler {
 
     /// Whether any schedule here is shared (fired by the leader only).
     pub(super) fn has_shared(&self) -> bool {
-        self.inner
-            .state
-            .borrow()
-            .entries
-            .values()
-            .any(|e| !e.private())
+        self.inner.settings.lead
+            && self
+                .inner
+                .state
+                .borrow()
+                .entries
+                .values()
+                .any(|e| !e.private())
     }
 
     /// Hands the lead over at once (on shutdown) rather than make the next node wait for

@@ -56,6 +56,10 @@ pub struct Settings {
     pub default_tz: String,
     /// Runs kept per schedule in the history.
     pub history_keep: u64,
+    /// Whether this scheduler competes to fire shared schedules. The daemon does; a
+    /// script's own scheduler does not (it fires only its function handlers), so a script
+    /// that registers durable schedules and exits never holds the lead the daemon needs.
+    pub lead: bool,
 }
 
 impl Default for Settings {
@@ -63,6 +67,7 @@ impl Default for Settings {
         Settings {
             default_tz: "UTC".into(),
             history_keep: 100,
+            lead: true,
         }
     }
 }

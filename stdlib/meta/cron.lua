@@ -2,7 +2,7 @@
 -- Schedules in this script: cron expressions, intervals and one-shot times.
 -- A handler is a function (it runs in this script, as its own coroutine, and keeps
 -- `dreamos run` alive until its schedule is cancelled or, for `at`, has fired) or a script
--- path (a durable schedule: it also fires in `dreamos serve` after this script ends).
+-- path (a durable schedule, like `dreamos schedule add`: `dreamos serve` fires it).
 -- Misuse (a bad expression, time zone, duration or option) raises with the position of the
 -- error and a valid example; store failures return nil, err (kind "store").
 
