@@ -42,8 +42,9 @@ return function(id, from, to, channel, payload, priority, headers, correlation_i
 end
 "#;
 
-/// Sweep abandoned holds once this many are held (then at twice the survivors).
-const FIRST_SWEEP: usize = 1024;
+/// Sweep after this many receives at least, and never more often than once per receives as
+/// many as what survived the last sweep, so sweeping stays O(1) per receive.
+const MIN_SWEEP_INTERVAL: usize = 1024;
 
 /// A delivery this script holds and has not settled.
 struct Held {
@@ -71,7 +72,9 @@ struct Holds {
     held: RefCell<HashMap<(MessageId, u32), Held>>,
     /// channel -> coroutine address -> its last message there.
     last: RefCell<HashMap<String, HashMap<usize, Last>>>,
-    next_sweep: Cell<usize>,
+    /// Receives since the last sweep, and how many to wait for before the next.
+    since_sweep: Cell<usize>,
+    sweep_interval: Cell<usize>,
     /// Pipelined acks not yet known to be committed, oldest first.
     pending_acks: RefCell<VecDeque<PendingAck>>,
     /// Whether a task is draining `pending_acks`.
@@ -105,7 +108,8 @@ pub(super) fn install(lua: &Lua) -> mlua::Result<()> {
         last_from: RefCell::new(None),
         held: RefCell::new(HashMap::new()),
         last: RefCell::new(HashMap::new()),
-        next_sweep: Cell::new(FIRST_SWEEP),
+        since_sweep: Cell::new(0),
+        sweep_interval: Cell::new(MIN_SWEEP_INTERVAL),
         pending_acks: RefCell::new(VecDeque::new()),
         draining: Cell::new(false),
     };
@@ -267,17 +271,13 @@ fn hold(
     ))?;
     let key = (m.id, d.attempt);
     d.message.payload = serde_json::Value::Null;
-    let count = {
-        let mut held = h.held.borrow_mut();
-        held.insert(
-            key,
-            Held {
-                delivery: d,
-                bus: bus.clone(),
-            },
-        );
-        held.len()
-    };
+    h.held.borrow_mut().insert(
+        key,
+        Held {
+            delivery: d,
+            bus: bus.clone(),
+        },
+    );
     let address = thread.to_pointer() as usize;
     let mut last = h.last.borrow_mut();
     match last.get_mut(channel) {
@@ -304,14 +304,18 @@ fn hold(
         }
     }
     drop(last);
-    if count >= h.next_sweep.get() {
+    // Swept by count of receives, not of holds: a script that settles everything holds
+    // nothing, but coroutines that each receive once and end leave `last` entries (pinning
+    // the dead coroutines) until a sweep drops those whose message is settled.
+    h.since_sweep.set(h.since_sweep.get() + 1);
+    if h.since_sweep.get() >= h.sweep_interval.get() {
         sweep(&h, bus.now());
     }
     Ok(msg)
 }
 
 /// Forgets holds whose visibility deadline passed (abandoned by a coroutine that failed or
-/// a script that moved on), and the bookkeeping that pointed at them.
+/// a script that moved on), and the bookkeeping of settled and forgotten messages.
 fn sweep(h: &Holds, now: crate::bus::Millis) {
     let mut held = h.held.borrow_mut();
     held.retain(|_, hold| hold.delivery.deadline > now);
@@ -320,7 +324,9 @@ fn sweep(h: &Holds, now: crate::bus::Millis) {
         by_thread.retain(|_, l| held.contains_key(&l.key));
     }
     last.retain(|_, by_thread| !by_thread.is_empty());
-    h.next_sweep.set((held.len() * 2).max(FIRST_SWEEP));
+    let survivors = held.len() + last.values().map(HashMap::len).sum::<usize>();
+    h.since_sweep.set(0);
+    h.sweep_interval.set(survivors.max(MIN_SWEEP_INTERVAL));
 }
 
 /// The (id, attempt) a message table names, or a misuse error naming `func`.
