@@ -1,5 +1,7 @@
-//! The compact JSON encoder behind `json.encode`: walks Lua values and writes text directly,
-//! which is several times faster than converting through `serde_json::Value` first.
+//! The compact JSON encoder behind `json.encode`: walks Lua values and writes text directly
+//! instead of building a `serde_json::Value` first. Measured, the two cost about the same
+//! (~1 µs for a small table, dominated by mlua's table iteration); this one exists for its
+//! errors, which name the offending value (NaN, a non-UTF-8 string, a function, a cycle).
 //!
 //! Rules (the same as the serde path, so output does not depend on the option used):
 //! object keys are sorted, so equal tables encode to equal text (content hashes rely on it);
