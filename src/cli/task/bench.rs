@@ -124,10 +124,12 @@ async fn runs(config: Arc<Config>, args: TaskBenchArgs, path: &Path) -> anyhow::
         let added = fill(&store, backlog.saturating_sub(ready)).await?;
         ready += added;
         let fill_time = fill_started.elapsed();
-        // Claims come in rounds of at most a quarter of the backlog, each followed by a
-        // top-up, so every claim sees between 3/4 of the backlog and all of it. The first
-        // round only warms up (the writer may still be checkpointing the fill).
-        let round = args.claims.min(backlog / 4).max(1);
+        // Claims come in rounds of at most a quarter of the smallest backlog (the same at
+        // every backlog, so the runs compare), each followed by a top-up, so every claim
+        // sees between 3/4 of the backlog and all of it. The first round only warms up (the
+        // writer may still be checkpointing the fill).
+        let smallest = args.backlogs.iter().copied().min().unwrap_or(backlog);
+        let round = args.claims.min(smallest / 4).max(1);
         let rounds = args.claims.div_ceil(round);
         let lua = state(&config, "bench-claimer", &store, &bus)?;
         let mut latencies = Vec::with_capacity(rounds * round);
