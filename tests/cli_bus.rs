@@ -328,6 +328,29 @@ fn stats_count_queued_in_flight_and_acked() {
 }
 
 #[test]
+fn a_recv_loop_acks_by_asking_for_more_and_run_waits_for_those_acks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    // Each recv acks the previous message, pipelined; `dreamos run` exits only once those
+    // acks are on disk. The last message was never settled: it stays in flight, to be
+    // delivered again after the visibility timeout, as for a consumer that died.
+    let out = lua(
+        d,
+        r#"local bus = require("dreamos.bus")
+           for i = 1, 50 do bus.send("jobs.loop", i) end
+           local sum = 0
+           for _ = 1, 50 do sum = sum + bus.recv("jobs.loop", 5).payload end
+           print(sum)"#,
+    );
+    assert_eq!(out, "1275\n");
+    let stats = ok(d, &["bus", "stats"]);
+    assert!(
+        stats.contains("total 50 messages: 0 queued, 1 in flight, 49 acked"),
+        "{stats}"
+    );
+}
+
+#[test]
 fn bad_input_is_refused_clearly_and_stores_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
