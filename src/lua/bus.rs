@@ -54,6 +54,7 @@ const HISTORY_OPTIONS: &[&str] = &["channel", "agent", "since", "until", "limit"
 
 pub fn module(lua: &Lua) -> mlua::Result<Table> {
     recv::install(lua)?;
+    subscribe::install(lua)?;
     let m = lua.create_table()?;
     m.set("send", lua.create_async_function(send)?)?;
     m.set("publish", lua.create_async_function(publish)?)?;

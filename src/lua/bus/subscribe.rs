@@ -30,17 +30,20 @@ use crate::runtime::driver::{is_fatal, lua_error, Metered};
 use crate::runtime::host;
 
 /// The loop every subscription runs. `report` logs a handler error and says whether it was
-/// a sandbox stop, which must not be swallowed.
+/// a sandbox stop, which must not be swallowed. `xpcall` and `error` are captured when the
+/// module loads, so a script that reassigns those globals cannot break its subscriptions.
 const LOOP: &str = r#"
-local next_message, handler, traceback, report = ...
-while true do
-  local msg = next_message()
-  if msg == nil then
-    return
-  end
-  local ok, err = xpcall(handler, traceback, msg)
-  if not ok and report(err) then
-    error(err, 0)
+local xpcall, error = xpcall, error
+return function(next_message, handler, traceback, report)
+  while true do
+    local msg = next_message()
+    if msg == nil then
+      return
+    end
+    local ok, err = xpcall(handler, traceback, msg)
+    if not ok and report(err) then
+      error(err, 0)
+    end
   end
 end
 "#;
@@ -160,16 +163,21 @@ pub(super) async fn subscribe(
     Ok(MultiValue::from_iter([Value::UserData(handle)]))
 }
 
+/// Builds the loop when the module loads (see [`LOOP`]).
+pub(super) fn install(lua: &Lua) -> mlua::Result<()> {
+    loop_function(lua).map(|_| ())
+}
+
 /// The compiled loop, cached per state.
 fn loop_function(lua: &Lua) -> mlua::Result<Function> {
     if let Ok(f) = lua.named_registry_value::<Function>(LOOP_KEY) {
         return Ok(f);
     }
-    let f = lua
+    let f: Function = lua
         .load(LOOP)
         .set_name("=dreamos.bus subscription")
         .set_mode(mlua::chunk::ChunkMode::Text)
-        .into_function()?;
+        .call(())?;
     lua.set_named_registry_value(LOOP_KEY, f.clone())?;
     Ok(f)
 }
