@@ -469,3 +469,13 @@ fn a_syntax_error_stops_run_with_file_and_line() {
         stderr(&out)
     );
 }
+
+#[test]
+fn misuse_of_an_async_function_points_at_the_script_line() {
+    let out = run_code("local kv = require('dreamos.kv')\nkv.set('k', nil)");
+    assert!(
+        stderr(&out).starts_with("error: (command line):2: kv.set: value is nil"),
+        "{}",
+        stderr(&out)
+    );
+}

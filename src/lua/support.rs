@@ -10,16 +10,26 @@ pub fn misuse(lua: &Lua, message: impl AsRef<str>) -> mlua::Error {
     mlua::Error::runtime(format!("{}{}", caller(lua), message.as_ref()))
 }
 
-/// `file:line: ` of the Lua code that called the running Rust function, or "".
+/// `file:line: ` of the Lua code that called the running Rust function, or "". Frames of
+/// C functions and of mlua's async wrapper (`__mlua_async_poll`, which sits between a script
+/// and every async function) are skipped, so async functions point at the script too.
 pub fn caller(lua: &Lua) -> String {
-    lua.inspect_stack(1, |d| {
-        let line = d.current_line()?;
-        let src = d.source();
-        let file = src.short_src.as_deref()?.to_string();
-        Some(format!("{file}:{line}: "))
-    })
-    .flatten()
-    .unwrap_or_default()
+    for level in 1..8 {
+        let found = lua.inspect_stack(level, |d| {
+            let src = d.source();
+            let file = src.short_src.as_deref().unwrap_or_default().to_string();
+            if src.what == "C" || file.starts_with("__mlua") || file.is_empty() {
+                return None;
+            }
+            d.current_line().map(|line| format!("{file}:{line}: "))
+        });
+        match found {
+            Some(Some(place)) => return place,
+            Some(None) => continue,
+            None => break,
+        }
+    }
+    String::new()
 }
 
 /// Refuses keys of `opts` not in `allowed`, suggesting the nearest one.
