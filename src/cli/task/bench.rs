@@ -124,6 +124,14 @@ async fn runs(config: Arc<Config>, args: TaskBenchArgs, path: &Path) -> anyhow::
         let added = fill(&store, backlog.saturating_sub(ready)).await?;
         ready += added;
         let fill_time = fill_started.elapsed();
+        // The fill left the OS with hundreds of megabytes of dirty pages; flushed in the
+        // background while claims run, they would stall the claims' fsyncs. Flush them now
+        // so the claims are timed, not the kernel's writeback.
+        tokio::task::spawn_blocking(|| {
+            // SAFETY: sync(2) takes no arguments and only schedules and waits for writeback.
+            unsafe { libc::sync() }
+        })
+        .await?;
         // Claims come in rounds of at most a quarter of the smallest backlog (the same at
         // every backlog, so the runs compare), each followed by a top-up, so every claim
         // sees between 3/4 of the backlog and all of it. The first round only warms up (the
