@@ -124,14 +124,7 @@ async fn runs(config: Arc<Config>, args: TaskBenchArgs, path: &Path) -> anyhow::
         let added = fill(&store, backlog.saturating_sub(ready)).await?;
         ready += added;
         let fill_time = fill_started.elapsed();
-        // The fill left the OS with hundreds of megabytes of dirty pages; flushed in the
-        // background while claims run, they would stall the claims' fsyncs. Flush them now
-        // so the claims are timed, not the kernel's writeback.
-        tokio::task::spawn_blocking(|| {
-            // SAFETY: sync(2) takes no arguments and only schedules and waits for writeback.
-            unsafe { libc::sync() }
-        })
-        .await?;
+        settle(path).await?;
         // Claims come in rounds of at most a quarter of the smallest backlog (the same at
         // every backlog, so the runs compare), each followed by a top-up, so every claim
         // sees between 3/4 of the backlog and all of it. The first round only warms up (the
@@ -200,6 +193,24 @@ fn state(
     let _ = h.bus.set(bus.clone());
     drop(h);
     Ok(lua)
+}
+
+/// Puts the fill behind us before claims are timed: SQLite copies the write-ahead log
+/// into the database file (a checkpoint, which would otherwise land in the middle of the
+/// claims as one long stall), and the OS writes its dirty pages (which would otherwise
+/// slow the claims' fsyncs).
+async fn settle(path: &Path) -> anyhow::Result<()> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let conn = rusqlite::Connection::open(&path)?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        // SAFETY: sync(2) takes no arguments; it only starts and waits for writeback.
+        unsafe { libc::sync() };
+        Ok(())
+    })
+    .await??;
+    Ok(())
 }
 
 /// Adds `n` ready tasks in transactions of 10,000; returns `n`.
