@@ -16,6 +16,8 @@
 //! `tasks.unmet` counts dependencies not yet done, so finishing a task releases its
 //! dependents without re-reading their other dependencies.
 
+mod deps;
+mod due;
 mod read;
 mod write;
 
@@ -260,7 +262,7 @@ impl TaskStore for SqliteStore {
     ) -> BoxFuture<'_, Result<Vec<TaskEvent>, StoreError>> {
         Box::pin(self.write(move |txn| {
             let mut events = Vec::new();
-            write::sweep(txn, now, limit, &mut events)?;
+            due::sweep(txn, now, limit, &mut events)?;
             Ok(events)
         }))
     }
@@ -306,13 +308,14 @@ impl TaskStore for SqliteStore {
     }
 
     fn prune_task_events(&self, keep: u64) -> BoxFuture<'_, Result<u64, StoreError>> {
-        Box::pin(self.write(move |txn| write::prune_events(txn, keep)))
+        Box::pin(self.write(move |txn| due::prune_events(txn, keep)))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::write::{lapsed_leases, passed_deadlines, ready_query, NEXT_EXPIRY};
+    use super::due::{lapsed_leases, passed_deadlines};
+    use super::write::{ready_query, NEXT_EXPIRY};
     use crate::store::{open_sqlite, StoreError};
     use crate::tasks::ClaimQuery;
 

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use rusqlite::{params, params_from_iter, OptionalExtension, Transaction};
 
-use super::{log, read_err, status_of, task_of, Transition, TASK_COLUMNS};
-use crate::store::{format_millis, Millis, Refusable, StoreError};
+use super::{deps, due, log, read_err, status_of, task_of, Transition, TASK_COLUMNS};
+use crate::store::{Millis, Refusable, StoreError};
 use crate::tasks::machine::{self, Event};
 use crate::tasks::{
     ClaimOutcome, ClaimQuery, DepRef, Lease, NewTask, Refusal, Status, TaskEvent, TaskId,
@@ -17,34 +17,12 @@ use crate::tasks::{
 /// Lapsed leases and passed deadlines one claim applies before it looks for a task; more
 /// wait for the next claim or sweep, so one claim never holds the writer for long.
 const SWEEP_PER_CLAIM: usize = 64;
-/// Events one prune deletes, for the same reason.
-const PRUNE_CHUNK: i64 = 5000;
 
-/// Held tasks whose lease has lapsed (`lease_until` is set only while a task is held),
-/// up to `{limit}`.
-///
-/// The limit is written into the text, not bound: with `ORDER BY ... LIMIT ?`, SQLite plans
-/// with the bound value and re-prepares (re-parses, re-plans) the statement at every new
-/// binding, which was a third of the writer's time per claim.
-pub(super) fn lapsed_leases(limit: usize) -> String {
-    format!(
-        "SELECT id, status, attempts, max_attempts, title, agent, progress FROM tasks
-         WHERE lease_until IS NOT NULL AND lease_until <= ?1 ORDER BY lease_until LIMIT {limit}"
-    )
-}
-
-/// Unfinished tasks past their deadline (`due_at` is cleared when a task is final).
-pub(super) fn passed_deadlines(limit: usize) -> String {
-    format!(
-        "SELECT id, status, title, agent, progress, due_at FROM tasks
-         WHERE due_at IS NOT NULL AND due_at <= ?1 ORDER BY due_at LIMIT {limit}"
-    )
-}
 /// When the next lease lapses, for claims waiting on nothing else.
 pub(super) const NEXT_EXPIRY: &str =
     "SELECT MIN(lease_until) FROM tasks WHERE lease_until IS NOT NULL";
 
-fn sql(what: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+pub(super) fn sql(what: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
     StoreError::sql(what)
 }
 
@@ -155,7 +133,7 @@ pub(super) fn claim(
     now: Millis,
 ) -> Result<ClaimOutcome, StoreError> {
     let mut out = ClaimOutcome::default();
-    sweep(txn, now, SWEEP_PER_CLAIM, &mut out.events)?;
+    due::sweep(txn, now, SWEEP_PER_CLAIM, &mut out.events)?;
     let Some(id) = next_ready(txn, q)? else {
         out.next_expiry = txn
             .prepare_cached(NEXT_EXPIRY)
@@ -405,7 +383,7 @@ pub(super) fn complete(
         agent: Some(&lease.agent),
     };
     let mut events = vec![log(txn, transition, now)?];
-    release_dependents(txn, lease.id, now, &mut events)?;
+    deps::release(txn, lease.id, now, &mut events)?;
     Ok(Ok(events))
 }
 
@@ -442,14 +420,14 @@ pub(super) fn fail(
     events.push(log(txn, transition, now)?);
     if new != Status::Ready {
         let reason = format!("task {} ({}) failed: {error}", lease.id, held.title);
-        block_dependents(txn, lease.id, &reason, now, &mut events)?;
+        deps::block(txn, lease.id, &reason, now, &mut events)?;
     }
     Ok(Ok(events))
 }
 
 /// Ends the current attempt: back to `ready` for another claim (the holder forgotten, the
 /// progress reset, since progress belongs to an attempt) or into a final status.
-fn end_attempt(
+pub(super) fn end_attempt(
     txn: &Transaction<'_>,
     id: TaskId,
     new: Status,
@@ -503,215 +481,6 @@ pub(super) fn cancel(
     };
     let mut events = vec![log(txn, transition, now)?];
     let why = format!("task {id} ({title}) was cancelled: {reason}");
-    block_dependents(txn, id, &why, now, &mut events)?;
+    deps::block(txn, id, &why, now, &mut events)?;
     Ok(Ok(events))
-}
-
-/// Applies up to `limit` lapsed leases and up to `limit` passed deadlines.
-pub(super) fn sweep(
-    txn: &Transaction<'_>,
-    now: Millis,
-    limit: usize,
-    events: &mut Vec<TaskEvent>,
-) -> Result<(), StoreError> {
-    type Lapsed = (TaskId, String, u32, u32, String, Option<String>, f64);
-    let lapsed: Vec<Lapsed> = txn
-        .prepare_cached(&lapsed_leases(limit))
-        .and_then(|mut s| {
-            s.query_map(params![now], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                ))
-            })?
-            .collect()
-        })
-        .map_err(sql("tasks: find lapsed leases"))?;
-    for (id, status, attempts, max_attempts, title, agent, progress) in lapsed {
-        let status = status_of(&status)?;
-        let attempts_left = attempts < max_attempts;
-        let Ok(new) = machine::next(status, Event::LeaseLapsed { attempts_left }) else {
-            // Not held, so the lease is stale: drop it rather than fail every claim.
-            clear(txn, "lease_until", id)?;
-            continue;
-        };
-        let who = agent.as_deref().unwrap_or("?");
-        let why =
-            format!("the lease of agent '{who}' lapsed (attempt {attempts} of {max_attempts})");
-        end_attempt(txn, id, new, &why, now)?;
-        let transition = Transition {
-            id,
-            title: &title,
-            old: Some(status),
-            new,
-            progress: if new == Status::Ready { 0.0 } else { progress },
-            note: Some(&why),
-            agent: agent.as_deref(),
-        };
-        events.push(log(txn, transition, now)?);
-        if new != Status::Ready {
-            let reason = format!("task {id} ({title}) failed: {why}");
-            block_dependents(txn, id, &reason, now, events)?;
-        }
-    }
-    type Due = (TaskId, String, String, Option<String>, f64, Millis);
-    let due: Vec<Due> = txn
-        .prepare_cached(&passed_deadlines(limit))
-        .and_then(|mut s| {
-            s.query_map(params![now], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
-            })?
-            .collect()
-        })
-        .map_err(sql("tasks: find passed deadlines"))?;
-    for (id, status, title, agent, progress, deadline) in due {
-        let status = status_of(&status)?;
-        let Ok(new) = machine::next(status, Event::DeadlinePassed) else {
-            clear(txn, "due_at", id)?;
-            continue;
-        };
-        let why = format!("its deadline passed at {}", format_millis(deadline));
-        end_attempt(txn, id, new, &why, now)?;
-        let transition = Transition {
-            id,
-            title: &title,
-            old: Some(status),
-            new,
-            progress,
-            note: Some(&why),
-            agent: agent.as_deref(),
-        };
-        events.push(log(txn, transition, now)?);
-        let reason = format!("task {id} ({title}) timed out: {why}");
-        block_dependents(txn, id, &reason, now, events)?;
-    }
-    Ok(())
-}
-
-/// Clears a timing column (`lease_until`, `due_at`) that no longer applies.
-fn clear(txn: &Transaction<'_>, column: &str, id: TaskId) -> Result<(), StoreError> {
-    txn.prepare_cached(&format!("UPDATE tasks SET {column} = NULL WHERE id = ?1"))
-        .and_then(|mut s| s.execute(params![id]))
-        .map_err(sql("tasks: clear a stale timer"))?;
-    Ok(())
-}
-
-fn dependents_of(txn: &Transaction<'_>, id: TaskId) -> Result<Vec<TaskId>, StoreError> {
-    txn.prepare_cached("SELECT task_id FROM task_deps WHERE depends_on = ?1")
-        .and_then(|mut s| s.query_map(params![id], |r| r.get(0))?.collect())
-        .map_err(sql("tasks: read dependents"))
-}
-
-/// `id` is done: each pending dependent has one unmet dependency fewer, and those with
-/// none left become ready.
-fn release_dependents(
-    txn: &Transaction<'_>,
-    id: TaskId,
-    now: Millis,
-    events: &mut Vec<TaskEvent>,
-) -> Result<(), StoreError> {
-    for dependent in dependents_of(txn, id)? {
-        let left: Option<(i64, String)> = txn
-            .prepare_cached(
-                "UPDATE tasks SET unmet = unmet - 1, updated_at = ?2
-                 WHERE id = ?1 AND status = 'pending' RETURNING unmet, title",
-            )
-            .and_then(|mut s| {
-                s.query_row(params![dependent, now], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()
-            })
-            .map_err(sql("tasks: count unmet dependencies"))?;
-        let Some((0, title)) = left else { continue };
-        let new = machine::next(Status::Pending, Event::DependenciesDone)
-            .map_err(|e| StoreError::corrupt("tasks: release", e))?;
-        txn.prepare_cached("UPDATE tasks SET status = ?2 WHERE id = ?1")
-            .and_then(|mut s| s.execute(params![dependent, new.as_str()]))
-            .map_err(sql("tasks: release dependent"))?;
-        let transition = Transition {
-            id: dependent,
-            title: &title,
-            old: Some(Status::Pending),
-            new,
-            progress: 0.0,
-            note: None,
-            agent: None,
-        };
-        events.push(log(txn, transition, now)?);
-    }
-    Ok(())
-}
-
-/// `id` ended without being done: every pending task that depends on it, directly or
-/// through other pending tasks, can never run, and is blocked with `reason`.
-fn block_dependents(
-    txn: &Transaction<'_>,
-    id: TaskId,
-    reason: &str,
-    now: Millis,
-    events: &mut Vec<TaskEvent>,
-) -> Result<(), StoreError> {
-    let error = format!("blocked: {reason}");
-    let mut queue = vec![id];
-    while let Some(current) = queue.pop() {
-        for dependent in dependents_of(txn, current)? {
-            let new = machine::next(Status::Pending, Event::DependencyLost)
-                .map_err(|e| StoreError::corrupt("tasks: block", e))?;
-            let title: Option<String> = txn
-                .prepare_cached(
-                    "UPDATE tasks SET status = ?2, error = ?3, due_at = NULL, updated_at = ?4
-                     WHERE id = ?1 AND status = 'pending' RETURNING title",
-                )
-                .and_then(|mut s| {
-                    s.query_row(params![dependent, new.as_str(), error, now], |r| r.get(0))
-                        .optional()
-                })
-                .map_err(sql("tasks: block dependent"))?;
-            let Some(title) = title else { continue };
-            let transition = Transition {
-                id: dependent,
-                title: &title,
-                old: Some(Status::Pending),
-                new,
-                progress: 0.0,
-                note: Some(&error),
-                agent: None,
-            };
-            events.push(log(txn, transition, now)?);
-            queue.push(dependent);
-        }
-    }
-    Ok(())
-}
-
-/// Deletes the oldest events beyond the newest `keep`, at most [`PRUNE_CHUNK`] per call.
-pub(super) fn prune_events(txn: &Transaction<'_>, keep: u64) -> Result<u64, StoreError> {
-    let (min, max): (Option<i64>, Option<i64>) = txn
-        .prepare_cached("SELECT MIN(id), MAX(id) FROM task_events")
-        .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
-        .map_err(sql("tasks: measure the event log"))?;
-    let (Some(min), Some(max)) = (min, max) else {
-        return Ok(0);
-    };
-    let cut = max.saturating_sub(i64::try_from(keep).unwrap_or(i64::MAX));
-    if cut < min {
-        return Ok(0);
-    }
-    let upto = cut.min(min + PRUNE_CHUNK - 1);
-    let n = txn
-        .prepare_cached("DELETE FROM task_events WHERE id <= ?1")
-        .and_then(|mut s| s.execute(params![upto]))
-        .map_err(sql("tasks: prune events"))?;
-    Ok(n as u64)
 }
