@@ -150,7 +150,7 @@ pub(super) fn events(
     task: Option<TaskId>,
 ) -> Result<Vec<TaskEvent>, StoreError> {
     // The limit is written into the text: a bound LIMIT after ORDER BY re-prepares the
-    // statement at every call (see write::lapsed_leases).
+    // statement at every call (see due::lapsed_leases).
     let columns = "e.id, e.task_id, t.title, e.old_status, e.new_status, e.progress, e.note, \
                    e.agent, e.at";
     let (sql, args): (String, Vec<i64>) = match task {
