@@ -18,6 +18,7 @@
 pub mod agents;
 pub mod bus;
 pub mod cli;
+pub mod clients;
 pub mod config;
 pub mod logging;
 pub mod lua;
