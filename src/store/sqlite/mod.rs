@@ -168,6 +168,34 @@ impl SqliteStore {
         F: FnOnce(&Transaction<'_>) -> Result<R, StoreError> + Send + 'static,
         R: Send + 'static,
     {
+        self.submit_with(job, |_| false)
+    }
+
+    /// Like [`write`](SqliteStore::write), but answers as soon as the job has run when
+    /// `early(&result)` says so, without waiting for the group's commit (fsync). Only for
+    /// changes whose loss is harmless: a bus claim that is lost with a failed commit leaves
+    /// its messages queued, and they are delivered again (at-least-once either way).
+    pub async fn write_early<R, F>(&self, job: F, early: fn(&R) -> bool) -> Result<R, StoreError>
+    where
+        F: FnOnce(&Transaction<'_>) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        let rx = self.submit_with(job, early)?;
+        match rx.await {
+            Ok(result) => result.map_err(|e| e.at(&self.path)),
+            Err(_) => Err(self.writer_stopped()),
+        }
+    }
+
+    fn submit_with<R, F>(
+        &self,
+        job: F,
+        early: fn(&R) -> bool,
+    ) -> Result<oneshot::Receiver<Result<R, StoreError>>, StoreError>
+    where
+        F: FnOnce(&Transaction<'_>) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
         let (tx, rx) = oneshot::channel();
         let path = self.path.clone();
         let boxed: Job = Box::new(move |txn| {
@@ -178,6 +206,10 @@ impl SqliteStore {
                     message: e.to_string(),
                 }),
             };
+            if result.as_ref().is_ok_and(early) {
+                let _ = tx.send(result);
+                return Box::new(|_: Option<&StoreError>| {});
+            }
             Box::new(move |commit_error: Option<&StoreError>| {
                 let answer = match commit_error {
                     None => result,

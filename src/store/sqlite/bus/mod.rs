@@ -148,7 +148,15 @@ impl BusStore for SqliteStore {
         visibility_ms: i64,
     ) -> BoxFuture<'_, Result<Claimed, StoreError>> {
         let channel = channel.to_string();
-        Box::pin(self.write(move |txn| queue::claim(txn, &channel, max, now, visibility_ms)))
+        // The claim answers before its commit: the consumer starts on the messages one
+        // fsync sooner (the latency of a message is then two commits, send and ack, not
+        // three). A claim lost with a failed commit only leaves its messages queued, to be
+        // delivered again. A claim that also made messages dead or expired waits for the
+        // commit, so a receipt never reports a final status that is not on disk.
+        Box::pin(self.write_early(
+            move |txn| queue::claim(txn, &channel, max, now, visibility_ms),
+            |claimed| claimed.finished.is_empty(),
+        ))
     }
 
     fn ack(
