@@ -18,6 +18,9 @@ use serde::{Deserialize, Serialize};
 use crate::store::Millis;
 
 mod auth;
+pub mod facebook;
+pub mod instagram;
+mod meta;
 pub mod reddit;
 mod support;
 pub mod text;
@@ -308,6 +311,8 @@ pub fn connect(
     Ok(match spec.platform {
         Platform::X => Arc::new(x::XClient::new(spec, http, tokens)?),
         Platform::Reddit => Arc::new(reddit::RedditClient::new(spec, http, tokens)?),
+        Platform::Facebook => Arc::new(facebook::FacebookClient::new(spec, http, tokens)?),
+        Platform::Instagram => Arc::new(instagram::InstagramClient::new(spec, http, tokens)?),
         other => {
             return Err(SocialError {
                 platform: other,

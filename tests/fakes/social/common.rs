@@ -285,3 +285,39 @@ pub fn basic(user: &str, pass: &str) -> String {
     }
     format!("Basic {out}")
 }
+
+/// A Graph API error object (Facebook and Instagram).
+pub fn graph_error(
+    status: u16,
+    code: i64,
+    subcode: Option<i64>,
+    message: &str,
+    headers: &[(String, String)],
+) -> Response {
+    let mut e = serde_json::json!({"message": message, "type": "OAuthException", "code": code,
+        "fbtrace_id": "AbCdEfGhIjK"});
+    if let Some(s) = subcode {
+        e["error_subcode"] = s.into();
+    }
+    json(status, serde_json::json!({ "error": e }), headers)
+}
+
+/// Meta's usage headers: JSON percentages, and the BUC header for `object_id` with the
+/// minutes until access returns (0 when not throttled).
+pub fn meta_usage(object_id: &str, percent: u32, regain_minutes: u32) -> Vec<(String, String)> {
+    let app = serde_json::json!({"call_count": percent, "total_time": percent / 2, "total_cputime": percent / 2});
+    let buc = serde_json::json!({ object_id: [{"type": "pages", "call_count": percent,
+        "total_cputime": percent / 2, "total_time": percent / 2,
+        "estimated_time_to_regain_access": regain_minutes}]});
+    vec![
+        ("x-app-usage".into(), app.to_string()),
+        ("x-business-use-case-usage".into(), buc.to_string()),
+    ]
+}
+
+/// The token from `Authorization: Bearer` or an `access_token` parameter (Graph takes both).
+pub fn graph_token(req: &Recorded) -> Option<String> {
+    req.token()
+        .map(str::to_string)
+        .or_else(|| req.params().get("access_token").cloned())
+}
