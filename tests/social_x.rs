@@ -243,3 +243,24 @@ async fn connect_names_the_missing_credential() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn when_the_stored_tokens_are_dead_the_reconfigured_credentials_are_adopted() {
+    let fake = FakeX::start().await;
+    let tokens = MemTokens::new();
+    let dead = dreamos::clients::social::Tokens {
+        access_token: "revoked".into(),
+        refresh_token: Some("revoked-refresh".into()),
+        ..Default::default()
+    };
+    tokens.map.lock().unwrap().insert("test-x".into(), dead);
+    let x = client(&fake, tokens.clone());
+    x.post(&text("after re-authorising")).await.unwrap();
+    assert_eq!(fake.tweets().len(), 1);
+    let stored = tokens.map.lock().unwrap().get("test-x").cloned().unwrap();
+    assert_eq!(
+        stored.refresh_token.as_deref(),
+        Some("x-refresh-0"),
+        "the config's set replaced the dead one"
+    );
+}
