@@ -68,6 +68,7 @@ async fn an_image_is_uploaded_first_and_attached_by_media_id() {
     let x = client(&fake, MemTokens::new());
     let mut req = text("chart of the day");
     req.media.push(png("chart.png"));
+    req.media[0].alt_text = Some("a rising line".into());
     x.post(&req).await.unwrap();
     let reqs = fake.requests();
     assert_eq!(reqs[0].path, "/2/media/upload");
@@ -75,7 +76,10 @@ async fn an_image_is_uploaded_first_and_attached_by_media_id() {
     let media = parts.iter().find(|p| p.name == "media").unwrap();
     assert_eq!(media.data, *req.media[0].bytes);
     let uploaded: Vec<String> = fake.with(|s| s.media.iter().cloned().collect());
-    assert_eq!(reqs[1].json()["media"]["media_ids"][0], uploaded[0]);
+    assert_eq!(reqs[1].path, "/2/media/metadata");
+    let alt = fake.with(|s| s.alt_texts.get(&uploaded[0]).cloned());
+    assert_eq!(alt.as_deref(), Some("a rising line"));
+    assert_eq!(reqs[2].json()["media"]["media_ids"][0], uploaded[0]);
     assert_eq!(fake.tweets()[0].media_ids, uploaded);
 }
 
