@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::clients::social::{AccountSpec, Platform};
+use crate::clients::social::{self, AccountSpec, Platform};
 use crate::units::serde as units;
 
 /// `[social]`: outbox, retry, metrics and token-warning settings, plus the accounts.
@@ -128,17 +128,6 @@ pub const CREDENTIALS: &[(&str, bool)] = &[
     ("linkedin_version", false),
 ];
 
-/// The platform's real API base, used when an account sets no `base_url`.
-pub fn default_base_url(platform: Platform) -> &'static str {
-    match platform {
-        Platform::X => "https://api.x.com",
-        Platform::Facebook | Platform::Instagram => "https://graph.facebook.com/v24.0",
-        Platform::Reddit => "https://oauth.reddit.com",
-        Platform::Linkedin => "https://api.linkedin.com/rest",
-        Platform::Stocktwits => "https://api.stocktwits.com/api/2",
-    }
-}
-
 impl AccountConfig {
     /// What a client needs, with every `_env` credential read from `env`. A variable that
     /// is named but unset is an error naming the account, the key and the variable.
@@ -171,8 +160,11 @@ impl AccountConfig {
             base_url: self
                 .base_url
                 .clone()
-                .unwrap_or_else(|| default_base_url(self.platform).to_string()),
-            auth_url: self.auth_url.clone(),
+                .unwrap_or_else(|| social::default_base_url(self.platform).to_string()),
+            auth_url: self
+                .auth_url
+                .clone()
+                .or_else(|| social::default_auth_url(self.platform).map(String::from)),
             credentials,
         })
     }

@@ -24,10 +24,11 @@ pub mod report;
 mod send;
 pub mod tokens;
 pub mod types;
+pub mod view;
 pub mod worker;
 
 pub use config::{AccountConfig, SocialConfig};
-pub use outbox::{Connect, Outbox, OutboxError, PostOrder, Queued};
+pub use outbox::{platform_connect, Connect, Outbox, OutboxError, PostOrder, Queued};
 pub use types::*;
 
 /// Bus topic of outbox events: `posted`, `failed`, `dead`, `rescheduled`, `reconciled`,

@@ -28,6 +28,11 @@ pub type Connect = Arc<
         + Sync,
 >;
 
+/// The product's [`Connect`]: the platform clients of `crate::clients::social`.
+pub fn platform_connect() -> Connect {
+    Arc::new(crate::clients::social::connect)
+}
+
 /// Reads an environment variable (tests pass their own).
 pub type Env = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
@@ -231,7 +236,8 @@ impl Outbox {
                 }
             )));
         }
-        Ok(None)
+        // The client itself may know it cannot send (a StockTwits account without tokens).
+        Ok(self.client(name).ok().and_then(|c| c.dry_run_only()))
     }
 
     /// The request a client gets for this content, with media read from disk.
