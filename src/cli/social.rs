@@ -62,7 +62,8 @@ pub enum SocialCommand {
     Retry { id: i64 },
     /// Cancel a queued post (its queued replies fail with it).
     Cancel { id: i64 },
-    /// Attempt every post that is due now (what the daemon does continuously).
+    /// Attempt every post that is due now and read due metrics (what the daemon does
+    /// continuously).
     Send,
     /// Engagement per post with a sparkline per metric.
     Report {
@@ -197,10 +198,14 @@ pub async fn run(
         },
         SocialCommand::Send => {
             let done = outbox.send_due(now()).await?;
+            let read = outbox.poll_metrics(now()).await?;
             if done.is_empty() {
-                println!("nothing is due");
+                println!("no post is due");
             } else {
                 print_queue(&done);
+            }
+            if read > 0 {
+                println!("read metrics of {read} post(s)");
             }
             Ok(ExitCode::SUCCESS)
         }
