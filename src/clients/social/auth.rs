@@ -21,6 +21,11 @@ pub trait Grant: Send + Sync {
     /// Whether `current` (plus the account's credentials) allows getting a new token.
     fn can_refresh(&self, current: &Tokens) -> bool;
     fn grant<'a>(&'a self, current: &'a Tokens) -> BoxFuture<'a, Result<Tokens, SocialError>>;
+    /// How long before expiry to refresh. Most platforms refresh an expired token, so a
+    /// minute suffices; Instagram only refreshes a still-valid one, so it refreshes days early.
+    fn refresh_margin(&self) -> Millis {
+        EXPIRY_MARGIN_MS
+    }
 }
 
 pub struct TokenCell {
@@ -133,7 +138,7 @@ impl TokenCell {
         let t = self.get().await?;
         let expiring = t
             .expires_at
-            .is_some_and(|e| e <= now_millis() + EXPIRY_MARGIN_MS);
+            .is_some_and(|e| e <= now_millis() + g.refresh_margin());
         if (t.access_token.is_empty() || expiring) && g.can_refresh(&t) {
             return Ok(self.refresh(g, Some(&t.access_token)).await?.access_token);
         }

@@ -18,6 +18,10 @@ use serde::{Deserialize, Serialize};
 use crate::store::Millis;
 
 mod auth;
+pub mod facebook;
+pub mod instagram;
+mod meta;
+pub mod reddit;
 mod support;
 pub mod text;
 pub mod x;
@@ -306,6 +310,9 @@ pub fn connect(
 ) -> Result<Arc<dyn SocialClient>, SocialError> {
     Ok(match spec.platform {
         Platform::X => Arc::new(x::XClient::new(spec, http, tokens)?),
+        Platform::Reddit => Arc::new(reddit::RedditClient::new(spec, http, tokens)?),
+        Platform::Facebook => Arc::new(facebook::FacebookClient::new(spec, http, tokens)?),
+        Platform::Instagram => Arc::new(instagram::InstagramClient::new(spec, http, tokens)?),
         other => {
             return Err(SocialError {
                 platform: other,

@@ -262,3 +262,62 @@ pub fn spec(platform: Platform, base_url: &str, creds: &[(&str, &str)]) -> Accou
             .collect(),
     }
 }
+
+/// The `Authorization: Basic` value for `user:pass` (standard base64, padded).
+pub fn basic(user: &str, pass: &str) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let input = format!("{user}:{pass}").into_bytes();
+    let mut out = String::new();
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    format!("Basic {out}")
+}
+
+/// A Graph API error object (Facebook and Instagram).
+pub fn graph_error(
+    status: u16,
+    code: i64,
+    subcode: Option<i64>,
+    message: &str,
+    headers: &[(String, String)],
+) -> Response {
+    let mut e = serde_json::json!({"message": message, "type": "OAuthException", "code": code,
+        "fbtrace_id": "AbCdEfGhIjK"});
+    if let Some(s) = subcode {
+        e["error_subcode"] = s.into();
+    }
+    json(status, serde_json::json!({ "error": e }), headers)
+}
+
+/// Meta's usage headers: JSON percentages, and the BUC header for `object_id` with the
+/// minutes until access returns (0 when not throttled).
+pub fn meta_usage(object_id: &str, percent: u32, regain_minutes: u32) -> Vec<(String, String)> {
+    let app = serde_json::json!({"call_count": percent, "total_time": percent / 2, "total_cputime": percent / 2});
+    let buc = serde_json::json!({ object_id: [{"type": "pages", "call_count": percent,
+        "total_cputime": percent / 2, "total_time": percent / 2,
+        "estimated_time_to_regain_access": regain_minutes}]});
+    vec![
+        ("x-app-usage".into(), app.to_string()),
+        ("x-business-use-case-usage".into(), buc.to_string()),
+    ]
+}
+
+/// The token from `Authorization: Bearer` or an `access_token` parameter (Graph takes both).
+pub fn graph_token(req: &Recorded) -> Option<String> {
+    req.token()
+        .map(str::to_string)
+        .or_else(|| req.params().get("access_token").cloned())
+}

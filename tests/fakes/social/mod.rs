@@ -3,4 +3,7 @@
 //! request it receives. Tests point an account's `base_url` (and `auth_url`) at them.
 
 pub mod common;
+pub mod facebook;
+pub mod instagram;
+pub mod reddit;
 pub mod x;
