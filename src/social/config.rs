@@ -126,6 +126,8 @@ pub const CREDENTIALS: &[(&str, bool)] = &[
     ("author_urn", false),
     ("user_agent", false),
     ("linkedin_version", false),
+    ("app_id", false),
+    ("app_secret", true),
 ];
 
 impl AccountConfig {
