@@ -306,7 +306,7 @@ mod tests {
         let err =
             parse("[social.accounts.main]\nplatform = 'x'\nacess_token_env = 'T'\n").unwrap_err();
         assert!(
-            err.contains("social.accounts.main.acess_token_env: unknown key 'acess_token_env' (did you mean 'access_token_env'?)"),
+            err.starts_with("dreamos.toml:3: social.accounts.main.acess_token_env: unknown key 'acess_token_env' (did you mean 'access_token_env'?)"),
             "{err}"
         );
         let err =
