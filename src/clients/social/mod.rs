@@ -20,6 +20,7 @@ use crate::store::Millis;
 mod auth;
 pub mod facebook;
 pub mod instagram;
+pub mod linkedin;
 mod meta;
 pub mod reddit;
 mod support;
@@ -313,6 +314,7 @@ pub fn connect(
         Platform::Reddit => Arc::new(reddit::RedditClient::new(spec, http, tokens)?),
         Platform::Facebook => Arc::new(facebook::FacebookClient::new(spec, http, tokens)?),
         Platform::Instagram => Arc::new(instagram::InstagramClient::new(spec, http, tokens)?),
+        Platform::Linkedin => Arc::new(linkedin::LinkedinClient::new(spec, http, tokens)?),
         other => {
             return Err(SocialError {
                 platform: other,

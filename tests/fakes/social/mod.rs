@@ -5,5 +5,6 @@
 pub mod common;
 pub mod facebook;
 pub mod instagram;
+pub mod linkedin;
 pub mod reddit;
 pub mod x;
