@@ -13,6 +13,7 @@ use dreamos::social::{platform_connect, Outbox, PostContent, PostOrder, PostReco
 use dreamos::store::{Millis, SocialStore};
 use fakes::social::facebook::{FakeFacebook, PAGE_ID, PAGE_TOKEN};
 use fakes::social::instagram::{FakeInstagram, IG_TOKEN, IG_USER};
+use fakes::social::linkedin::{FakeLinkedin, AUTHOR, TOKEN as LI_TOKEN};
 use fakes::social::reddit::{FakeReddit, CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME};
 
 const MIN: Millis = 60_000;
@@ -194,4 +195,39 @@ async fn instagram_publishing_quota_reschedules_instead_of_failing() {
     .await;
     assert!(after.not_before > t, "{after:?}");
     assert!(fake.media().is_empty());
+}
+
+#[tokio::test]
+async fn linkedin_429_without_headers_waits_for_midnight_utc() {
+    let fake = FakeLinkedin::start().await;
+    fake.with(|s| s.daily_posts = 0);
+    let (_d, outbox) = outbox(
+        &format!(
+            "[social.accounts.li]\nplatform = 'linkedin'\nbase_url = '{}'\nauthor_urn = '{AUTHOR}'\naccess_token_env = 'T'\n",
+            fake.url
+        ),
+        &[("T", LI_TOKEN)],
+    )
+    .await;
+    let t = now();
+    let after = limited(
+        &outbox,
+        PostContent {
+            text: "hello network".into(),
+            ..Default::default()
+        },
+        t,
+    )
+    .await;
+    let day = 86_400_000;
+    assert_eq!(
+        after.not_before,
+        (t / day + 1) * day,
+        "the next midnight UTC"
+    );
+    fake.with(|s| s.daily_posts = 150);
+    assert_eq!(
+        outbox.send_due(after.not_before).await.unwrap()[0].status,
+        Status::Posted
+    );
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use fakes::social::facebook::{FakeFacebook, PAGE_ID, PAGE_TOKEN};
 use fakes::social::instagram::{FakeInstagram, IG_TOKEN, IG_USER};
+use fakes::social::linkedin::{FakeLinkedin, AUTHOR, TOKEN as LI_TOKEN};
 use fakes::social::reddit::{FakeReddit, CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME};
 use fakes::social::x::FakeX;
 
@@ -38,6 +39,7 @@ fn command(dir: &Path, args: &[&str]) -> Command {
         .env("T_RD_PASSWORD", PASSWORD)
         .env("T_FB_TOKEN", PAGE_TOKEN)
         .env("T_IG_TOKEN", IG_TOKEN)
+        .env("T_LI_TOKEN", LI_TOKEN)
         .args(args);
     c
 }
@@ -150,6 +152,35 @@ fn instagram_posts_an_image_by_its_public_url() {
         .with(|s| s.containers.values().next().cloned())
         .unwrap();
     assert_eq!(container.image_url, "https://cdn.example/today.jpg");
+}
+
+#[test]
+fn linkedin_posts_the_latest_devlog_with_hashtags() {
+    let rt = rt();
+    let fake = rt.block_on(FakeLinkedin::start());
+    let dir = setup(&format!(
+        "[social.accounts.li]\nplatform = \"linkedin\"\nbase_url = \"{}\"\nauthor_urn = \"{AUTHOR}\"\n\
+         access_token_env = \"T_LI_TOKEN\"\n",
+        fake.url
+    ));
+    devlog(
+        dir.path(),
+        "research",
+        "Compared four rate-limit header formats",
+    );
+    ok(dir.path(), &["run", &script("linkedin_devlog.lua")]);
+    ok(dir.path(), &["social", "send"]);
+    let posts = fake.with(|s| s.posts.clone());
+    assert_eq!(posts.len(), 1);
+    assert_eq!(posts[0].body["author"], AUTHOR);
+    // Reserved characters of LinkedIn's little-text format arrive escaped.
+    assert_eq!(
+        posts[0].body["commentary"],
+        "Dev update \\(research\\): Compared four rate-limit header formats\n\n\\#buildinpublic \\#research"
+    );
+    let queue = ok(dir.path(), &["social", "queue", "--all", "--json"]);
+    let queue: serde_json::Value = serde_json::from_str(&queue).unwrap();
+    assert_eq!(queue[0]["platform_id"], posts[0].urn.as_str());
 }
 
 /// A running daemon; killed if the test fails before it stops.
