@@ -23,6 +23,7 @@ pub mod instagram;
 pub mod linkedin;
 mod meta;
 pub mod reddit;
+pub mod stocktwits;
 mod support;
 pub mod text;
 pub mod x;
@@ -315,20 +316,7 @@ pub fn connect(
         Platform::Facebook => Arc::new(facebook::FacebookClient::new(spec, http, tokens)?),
         Platform::Instagram => Arc::new(instagram::InstagramClient::new(spec, http, tokens)?),
         Platform::Linkedin => Arc::new(linkedin::LinkedinClient::new(spec, http, tokens)?),
-        other => {
-            return Err(SocialError {
-                platform: other,
-                kind: ErrorKind::Invalid,
-                op: "connect".into(),
-                status: None,
-                message: format!(
-                    "account `{}`: the {other} client is not built yet",
-                    spec.name
-                ),
-                code: None,
-                retry_at: None,
-            })
-        }
+        Platform::Stocktwits => Arc::new(stocktwits::StocktwitsClient::new(spec, http, tokens)?),
     })
 }
 

@@ -7,4 +7,5 @@ pub mod facebook;
 pub mod instagram;
 pub mod linkedin;
 pub mod reddit;
+pub mod stocktwits;
 pub mod x;
