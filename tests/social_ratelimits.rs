@@ -15,6 +15,7 @@ use fakes::social::facebook::{FakeFacebook, PAGE_ID, PAGE_TOKEN};
 use fakes::social::instagram::{FakeInstagram, IG_TOKEN, IG_USER};
 use fakes::social::linkedin::{FakeLinkedin, AUTHOR, TOKEN as LI_TOKEN};
 use fakes::social::reddit::{FakeReddit, CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME};
+use fakes::social::stocktwits::{FakeStocktwits, TOKEN as ST_TOKEN};
 
 const MIN: Millis = 60_000;
 
@@ -230,4 +231,31 @@ async fn linkedin_429_without_headers_waits_for_midnight_utc() {
         outbox.send_due(after.not_before).await.unwrap()[0].status,
         Status::Posted
     );
+}
+
+#[tokio::test]
+async fn stocktwits_429_waits_for_x_ratelimit_reset() {
+    let fake = FakeStocktwits::start().await;
+    let reset = fake.with(|s| {
+        s.used = s.hourly_limit;
+        s.reset_at
+    }) * 1000;
+    let (_d, outbox) = outbox(
+        &format!(
+            "[social.accounts.st]\nplatform = 'stocktwits'\nbase_url = '{}'\naccess_token_env = 'T'\n",
+            fake.url
+        ),
+        &[("T", ST_TOKEN)],
+    )
+    .await;
+    let after = limited(
+        &outbox,
+        PostContent {
+            text: "$SPY".into(),
+            ..Default::default()
+        },
+        now(),
+    )
+    .await;
+    assert_eq!(after.not_before, reset);
 }
