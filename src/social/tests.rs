@@ -475,10 +475,11 @@ async fn a_post_that_cannot_be_checked_is_never_sent_blind() {
             .contains("look on the platform"),
         "{last:?}"
     );
-    let s = f.script.lock().unwrap();
-    assert_eq!(s.posts.len(), 1, "only the first attempt was ever sent");
-    assert_eq!(s.finds, 4);
-    drop(s);
+    {
+        let s = f.script.lock().unwrap();
+        assert_eq!(s.posts.len(), 1, "only the first attempt was ever sent");
+        assert_eq!(s.finds, 4);
+    }
     // After a retry it is looked up again first.
     f.script.lock().unwrap().find_fails = false;
     f.script.lock().unwrap().found = Some(Posted {
