@@ -185,3 +185,28 @@ async fn expiry_comes_from_debug_token_and_preview_hides_the_token() {
     );
     assert!(!format!("{p:?}").contains(PAGE_TOKEN));
 }
+
+#[tokio::test]
+async fn usage_climbs_to_100_percent_then_the_page_is_throttled() {
+    let fake = FakeFacebook::start().await;
+    fake.with(|s| s.page_call_limit = Some(2));
+    let fb = client(&fake);
+    let first = fb.post(&text("one")).await.unwrap();
+    let page = first
+        .rates
+        .iter()
+        .find(|r| r.bucket == "page-usage")
+        .unwrap();
+    assert_eq!(page.usage_percent, Some(50.0));
+    let second = fb.post(&text("two")).await.unwrap();
+    let buc = second
+        .rates
+        .iter()
+        .find(|r| r.bucket == "buc-pages")
+        .unwrap();
+    assert_eq!(buc.usage_percent, Some(100.0));
+    let err = fb.post(&text("three")).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::RateLimited);
+    assert!(err.retry_at.unwrap() >= now() + 59 * 60_000);
+    assert_eq!(fake.posts().len(), 2);
+}

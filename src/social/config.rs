@@ -122,12 +122,13 @@ pub const CREDENTIALS: &[(&str, bool)] = &[
     ("refresh_token", true),
     ("page_id", false),
     ("user_id", false),
-    ("ig_user_id", false),
     ("author_urn", false),
     ("user_agent", false),
     ("linkedin_version", false),
     ("app_id", false),
     ("app_secret", true),
+    ("expires_at", false),
+    ("refresh_expires_at", false),
 ];
 
 impl AccountConfig {

@@ -361,3 +361,6 @@ impl AccountSpec {
         format!("{}{path}", base.trim_end_matches('/'))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -39,6 +39,10 @@ pub struct FbState {
     pub usage_percent: u32,
     /// When set, calls fail with code 32 and BUC `estimated_time_to_regain_access`.
     pub throttled_minutes: Option<u32>,
+    /// Calls the Page may make before throttling starts (usage reaches 100%); then
+    /// `throttled_minutes` becomes 60.
+    pub page_call_limit: Option<u32>,
+    pub calls: u32,
     /// What debug_token reports (0 = never expires).
     pub token_expires_at: i64,
     pub drop_next_post: bool,
@@ -59,6 +63,8 @@ impl FakeFacebook {
             tokens: [PAGE_TOKEN.to_string()].into(),
             usage_percent: 12,
             throttled_minutes: None,
+            page_call_limit: None,
+            calls: 0,
             token_expires_at: 0,
             drop_next_post: false,
             next_id: 5_550_000,
@@ -100,6 +106,13 @@ async fn handle(
     let req = Recorded::new(&method, &uri, &headers, &body);
     let mut s = state.lock().unwrap();
     s.requests.push(req.clone());
+    if let Some(limit) = s.page_call_limit {
+        s.calls += 1;
+        s.usage_percent = (s.calls * 100 / limit.max(1)).min(100);
+        if s.calls > limit {
+            s.throttled_minutes = Some(60);
+        }
+    }
     let h = meta_usage(PAGE_ID, s.usage_percent, s.throttled_minutes.unwrap_or(0));
     // debug_token also takes an app token, `app_id|app_secret`.
     let app_token =
