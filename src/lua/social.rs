@@ -114,10 +114,7 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
         lua.create_function(|lua, (platform, s): (Value, Value)| {
             let p = platform_arg(lua, "social.length", &platform)?;
             let s = required_str(lua, "social.length", "text", &s)?;
-            Ok(match p {
-                Platform::X => text::x_weighted_len(&s),
-                _ => text::char_len(&s),
-            })
+            Ok(text::length(p, &s))
         })?,
     )?;
     Ok(m)
