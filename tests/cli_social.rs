@@ -192,6 +192,15 @@ fn a_429_from_x_reschedules_the_post_to_the_reset() {
     );
     // `social send` before the reset sends nothing more.
     assert_eq!(ok(dir.path(), &["social", "send"]), "no post is due\n");
+    let accounts = ok(dir.path(), &["social", "accounts"]);
+    assert!(
+        accounts.starts_with("x-main (x): daily_max 0, hourly_max 0, min_gap 0s\n"),
+        "{accounts}"
+    );
+    assert!(
+        accounts.contains(&format!("    post rate-limited: blocked until {when}")),
+        "{accounts}"
+    );
     assert_eq!(
         fake.requests()
             .iter()

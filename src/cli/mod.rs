@@ -80,7 +80,7 @@ pub enum Command {
         #[command(subcommand)]
         cmd: bench::BenchCommand,
     },
-    /// Social posting: post, queue, retry, cancel, send, report.
+    /// Social posting: post, queue, retry, cancel, send, accounts, report.
     Social {
         #[command(subcommand)]
         cmd: social::SocialCommand,
