@@ -179,3 +179,25 @@ async fn a_lost_answer_is_found_by_commentary() {
         p[0].body
     );
 }
+
+#[tokio::test]
+async fn several_images_make_a_multi_image_post() {
+    let fake = FakeLinkedin::start().await;
+    let li = client(&fake);
+    let mut req = text("gallery");
+    for name in ["a.png", "b.png"] {
+        req.media.push(Media {
+            name: name.into(),
+            mime: "image/png".into(),
+            bytes: Arc::new(name.as_bytes().to_vec()),
+            url: None,
+            alt_text: None,
+        });
+    }
+    assert_eq!(li.preview(&req).len(), 5);
+    li.post(&req).await.unwrap();
+    let images = fake.posts()[0].body["content"]["multiImage"]["images"].clone();
+    assert_eq!(images.as_array().map(Vec::len), Some(2));
+    let uploaded = fake.with(|s| s.images.values().filter(|v| v.is_some()).count());
+    assert_eq!(uploaded, 2);
+}

@@ -201,7 +201,12 @@ fn create(s: &mut LinkedinState, req: &Recorded) -> Response {
             "/author and /commentary are required",
         );
     }
-    if let Some(image) = body["content"]["media"]["id"].as_str() {
+    let single = body["content"]["media"]["id"].as_str().into_iter();
+    let multi = body["content"]["multiImage"]["images"]
+        .as_array()
+        .into_iter()
+        .flatten();
+    for image in single.chain(multi.filter_map(|i| i["id"].as_str())) {
         if !matches!(s.images.get(image), Some(Some(_))) {
             return li_error(
                 422,

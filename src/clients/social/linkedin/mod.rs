@@ -10,9 +10,10 @@
 //! Every call sends `LinkedIn-Version` and `X-Restli-Protocol-Version: 2.0.0`. A created
 //! post answers 201 with an empty body; its id is the `x-restli-id` header. Images:
 //! `POST /rest/images?action=initializeUpload` → `PUT uploadUrl` with the bytes → the post
-//! with `content.media.id`. Commentary is "little text": reserved characters are
-//! backslash-escaped. LinkedIn sends no rate-limit headers, only a 429; its daily limits
-//! reset at midnight UTC, so that is the retry time we report.
+//! with `content.media.id` (several images: `content.multiImage.images`). Commentary is
+//! "little text": reserved characters are backslash-escaped. LinkedIn sends no rate-limit
+//! headers, only a 429; its daily limits reset at midnight UTC, so that is the retry time
+//! we report.
 
 use std::sync::Arc;
 
@@ -37,6 +38,8 @@ use wire::{failure, unescape, urn_path};
 
 const P: Platform = Platform::Linkedin;
 const LIMIT: usize = 3_000;
+/// Images in one multi-image post (the Posts API's documented maximum).
+const MAX_IMAGES: usize = 20;
 pub const DEFAULT_VERSION: &str = "202601";
 /// Characters LinkedIn's little-text format reserves.
 const RESERVED: &str = "\\|{}@[]()<>#*_~";
@@ -85,7 +88,8 @@ impl LinkedinClient {
             .header("X-Restli-Protocol-Version", "2.0.0")
     }
 
-    fn post_body(&self, req: &PostRequest, image: Option<&str>) -> Value {
+    /// The post; one image goes in `content.media`, several in `content.multiImage`.
+    fn post_body(&self, req: &PostRequest, images: &[String]) -> Value {
         let mut text = req.text.clone();
         if let Some(link) = req.link.as_ref().filter(|l| !req.text.contains(l.as_str())) {
             text = format!("{text}\n{link}");
@@ -98,13 +102,15 @@ impl LinkedinClient {
             "lifecycleState": "PUBLISHED",
             "isReshareDisabledByAuthor": false,
         });
-        if let Some(image) = image {
-            let alt = req
-                .media
-                .first()
-                .and_then(|m| m.alt_text.clone())
-                .unwrap_or_default();
-            body["content"] = json!({"media": {"id": image, "altText": alt}});
+        let entries: Vec<Value> = images
+            .iter()
+            .zip(&req.media)
+            .map(|(id, m)| json!({"id": id, "altText": m.alt_text.clone().unwrap_or_default()}))
+            .collect();
+        match entries.as_slice() {
+            [] => {}
+            [one] => body["content"] = json!({ "media": one }),
+            _ => body["content"] = json!({"multiImage": {"images": entries}}),
         }
         body
     }
@@ -150,11 +156,11 @@ impl LinkedinClient {
 
     async fn post_now(&self, req: &PostRequest) -> Result<Reply<Posted>, SocialError> {
         self.check_text(req)?;
-        let image = match req.media.first() {
-            Some(m) => Some(self.upload(m).await?),
-            None => None,
-        };
-        let body = self.post_body(req, image.as_deref());
+        let mut images = Vec::new();
+        for m in &req.media {
+            images.push(self.upload(m).await?);
+        }
+        let body = self.post_body(req, &images);
         let url = self.spec.api("/rest/posts");
         let raw = self
             .call("post", |t| self.rest(self.http.post(&url), t).json(&body))
@@ -193,7 +199,7 @@ impl LinkedinClient {
             .await?
             .json();
         let want = match_key(
-            &self.post_body(req, None)["commentary"]
+            &self.post_body(req, &[])["commentary"]
                 .as_str()
                 .map(unescape)
                 .unwrap_or_default(),
@@ -225,8 +231,11 @@ impl SocialClient for LinkedinClient {
             "a post needs text or an image".to_string()
         } else if len > LIMIT {
             format!("text is {len} characters; LinkedIn allows {LIMIT}")
-        } else if req.media.len() > 1 {
-            "one image per LinkedIn post".to_string()
+        } else if req.media.len() > MAX_IMAGES {
+            format!(
+                "{} images; a LinkedIn post holds at most {MAX_IMAGES}",
+                req.media.len()
+            )
         } else {
             return Ok(());
         };
@@ -235,7 +244,7 @@ impl SocialClient for LinkedinClient {
 
     fn preview(&self, req: &PostRequest) -> Vec<RequestPreview> {
         let mut out = Vec::new();
-        if let Some(m) = req.media.first() {
+        for m in &req.media {
             let init = self.rest(
                 self.http
                     .post(self.spec.api("/rest/images?action=initializeUpload")),
@@ -251,9 +260,11 @@ impl SocialClient for LinkedinClient {
                 .header("content-type", &m.mime);
             out.push(preview_of(put.body(file_summary(m.bytes.len(), &m.mime))));
         }
-        let image = req.media.first().map(|_| "<value.image>");
+        let images: Vec<String> = (1..=req.media.len())
+            .map(|i| format!("<value.image of upload {i}>"))
+            .collect();
         let post = self.rest(self.http.post(self.spec.api("/rest/posts")), "****");
-        out.push(preview_of(post.json(&self.post_body(req, image))));
+        out.push(preview_of(post.json(&self.post_body(req, &images))));
         out
     }
 
