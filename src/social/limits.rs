@@ -31,9 +31,9 @@ pub fn platform_limits(platform: Platform) -> PlatformLimits {
     let (weighted, title, media, delete, url) = match platform {
         Platform::X => (true, None, 4, true, false),
         Platform::Reddit => (false, Some(300), 1, true, false),
-        Platform::Facebook => (false, None, 1, true, false),
+        Platform::Facebook => (false, None, 10, true, false),
         Platform::Instagram => (false, None, 10, false, true),
-        Platform::Linkedin => (false, None, 1, true, false),
+        Platform::Linkedin => (false, None, 20, true, false),
         Platform::Stocktwits => (false, None, 1, false, false),
     };
     PlatformLimits {
