@@ -13,6 +13,7 @@
 //! - [`tasks`]: the task store and its state machine (plain Rust, no mlua).
 //! - [`server`]: the daemon's HTTP side — control API, `/metrics`, its lock and token files.
 //! - [`cli`]: one file per subcommand family; `main.rs` only parses and dispatches.
+//! - [`social`]: the durable social outbox — accounts, scheduling, rate limits, metrics.
 //! - [`units`]: durations and byte sizes as users write them.
 
 pub mod agents;
@@ -25,6 +26,7 @@ pub mod lua;
 pub mod runtime;
 pub mod scheduler;
 pub mod server;
+pub mod social;
 pub mod store;
 pub mod tasks;
 pub mod units;
