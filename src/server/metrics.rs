@@ -1,107 +1,392 @@
-//! `/metrics` in the Prometheus text format (version 0.0.4). Only metrics listed here are
-//! exported, and the shipped dashboards may query only these names.
+//! `/metrics` in the Prometheus text format (version 0.0.4).
+//!
+//! [`FAMILIES`] is the registry: every metric the daemon exports, with its type and help.
+//! [`render`] writes only families listed there (a unit test checks that every listed
+//! family is written and nothing else), and the test of `deploy/grafana/dreamos.json`
+//! checks the shipped dashboard queries only these names — the old system's dashboard
+//! queried a metric that did not exist.
 
 use std::fmt::Write;
 
 use crate::agents::{AgentState, AgentStatus};
+use crate::bus::BusCounts;
+use crate::scheduler::ScheduleInfo;
 use crate::store::BusStats;
 
-/// A per-agent counter: name, help text, and how to read it from a status.
-type Counter = (&'static str, &'static str, fn(&AgentStatus) -> u64);
+use super::process::ProcessStats;
+use super::telemetry::{Counts, CYCLE_BUCKETS};
 
-/// Renders the current numbers.
-pub fn render(
-    agents: &[AgentStatus],
-    bus: Option<&BusStats>,
-    tasks: Option<&[(crate::tasks::Status, u64)]>,
-) -> String {
-    let mut out = String::new();
-    family(
-        &mut out,
-        "dreamos_agents",
-        "gauge",
-        "Agents by lifecycle state.",
-    );
-    for state in AgentState::ALL {
-        let n = agents.iter().filter(|a| a.state == state).count();
-        let _ = writeln!(out, "dreamos_agents{{state=\"{state}\"}} {n}");
-    }
-    family(
-        &mut out,
+/// (name, type, help) of every exported family.
+pub const FAMILIES: &[(&str, &str, &str)] = &[
+    ("dreamos_agents", "gauge", "Agents by lifecycle state."),
+    (
         "dreamos_agent_up",
         "gauge",
         "1 while the agent is running or idle.",
-    );
+    ),
+    (
+        "dreamos_agent_restarts_total",
+        "counter",
+        "Restarts since the daemon started (crash, stall, operator, resume).",
+    ),
+    (
+        "dreamos_agent_handled_total",
+        "counter",
+        "Messages and tasks handled without error.",
+    ),
+    (
+        "dreamos_agent_errors_total",
+        "counter",
+        "Handler errors and stalls.",
+    ),
+    (
+        "dreamos_agent_inbox_depth",
+        "gauge",
+        "Messages waiting in or being handled from the agent's inbox.",
+    ),
+    (
+        "dreamos_bus_messages",
+        "gauge",
+        "Stored bus messages by status (acked and expired until pruned).",
+    ),
+    (
+        "dreamos_bus_queue_depth",
+        "gauge",
+        "Messages waiting or in flight, per channel.",
+    ),
+    (
+        "dreamos_bus_messages_sent_total",
+        "counter",
+        "Messages stored by send since the daemon started (a broadcast counts one per inbox).",
+    ),
+    (
+        "dreamos_bus_messages_acked_total",
+        "counter",
+        "Messages acknowledged since the daemon started.",
+    ),
+    (
+        "dreamos_bus_messages_dead_total",
+        "counter",
+        "Messages that ran out of attempts since the daemon started.",
+    ),
+    (
+        "dreamos_bus_messages_failed_total",
+        "counter",
+        "Messages rejected for good since the daemon started.",
+    ),
+    ("dreamos_tasks", "gauge", "Tasks by status."),
+    (
+        "dreamos_task_transitions_total",
+        "counter",
+        "Task transitions since the daemon started, by new status.",
+    ),
+    (
+        "dreamos_task_cycle_seconds",
+        "histogram",
+        "Time from claim to done of tasks finished since the daemon started.",
+    ),
+    (
+        "dreamos_schedules",
+        "gauge",
+        "Schedules by state (active, paused, disabled).",
+    ),
+    (
+        "dreamos_schedule_next_run_timestamp_seconds",
+        "gauge",
+        "When the schedule fires next (Unix time); absent while paused.",
+    ),
+    (
+        "dreamos_schedule_failures",
+        "gauge",
+        "Consecutive failed runs of the schedule.",
+    ),
+    (
+        "dreamos_schedule_running",
+        "gauge",
+        "Runs of the schedule in progress.",
+    ),
+    (
+        "dreamos_schedule_runs_total",
+        "counter",
+        "Schedule runs since the daemon started, by outcome (ok, failed, skipped, missed).",
+    ),
+    (
+        "process_resident_memory_bytes",
+        "gauge",
+        "Resident memory size in bytes.",
+    ),
+    (
+        "process_virtual_memory_bytes",
+        "gauge",
+        "Virtual memory size in bytes.",
+    ),
+    (
+        "process_cpu_seconds_total",
+        "counter",
+        "User and system CPU time spent in seconds.",
+    ),
+    (
+        "process_open_fds",
+        "gauge",
+        "Number of open file descriptors.",
+    ),
+    (
+        "process_max_fds",
+        "gauge",
+        "Maximum number of open file descriptors.",
+    ),
+    (
+        "process_start_time_seconds",
+        "gauge",
+        "Start time of the process since the Unix epoch in seconds.",
+    ),
+    (
+        "process_threads",
+        "gauge",
+        "Number of OS threads in the process.",
+    ),
+];
+
+/// Everything one scrape shows. `None` parts (a store read that failed) are left out
+/// rather than reported as zero.
+#[derive(Default)]
+pub struct Snapshot<'a> {
+    pub agents: &'a [AgentStatus],
+    pub bus: Option<&'a BusStats>,
+    pub bus_counts: BusCounts,
+    pub tasks: Option<&'a [(crate::tasks::Status, u64)]>,
+    pub schedules: Option<&'a [ScheduleInfo]>,
+    pub telemetry: Option<&'a Counts>,
+    pub process: ProcessStats,
+    /// The social outbox hook: its `dreamos_social_*` families, once the outbox is part
+    /// of the daemon. `None` exports nothing for it (never a made-up zero).
+    pub social_outbox: Option<String>,
+}
+
+/// One sample line writer that refuses names missing from [`FAMILIES`] in debug builds.
+struct Out(String);
+
+impl Out {
+    fn family(&mut self, name: &str) {
+        let (_, kind, help) = FAMILIES
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .copied()
+            .unwrap_or((name, "untyped", ""));
+        debug_assert!(
+            FAMILIES.iter().any(|(n, _, _)| *n == name),
+            "{name} not registered"
+        );
+        let _ = writeln!(self.0, "# HELP {name} {help}");
+        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            self.0.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.0.push(',');
+                }
+                let _ = write!(self.0, "{k}=\"{}\"", label(v));
+            }
+            self.0.push('}');
+        }
+        let _ = writeln!(self.0, " {value}");
+    }
+}
+
+/// Renders the current numbers.
+pub fn render(s: &Snapshot<'_>) -> String {
+    let mut out = Out(String::new());
+    agents(&mut out, s.agents);
+    if let Some(stats) = s.bus {
+        bus(&mut out, s.agents, stats);
+    }
+    let c = s.bus_counts;
+    for (name, v) in [
+        ("dreamos_bus_messages_sent_total", c.sent),
+        ("dreamos_bus_messages_acked_total", c.acked),
+        ("dreamos_bus_messages_dead_total", c.dead),
+        ("dreamos_bus_messages_failed_total", c.failed),
+    ] {
+        out.family(name);
+        out.sample(name, &[], v);
+    }
+    if let Some(counts) = s.tasks {
+        out.family("dreamos_tasks");
+        for status in crate::tasks::Status::ALL {
+            let n = counts
+                .iter()
+                .find(|(st, _)| *st == status)
+                .map_or(0, |(_, n)| *n);
+            out.sample("dreamos_tasks", &[("status", status.as_str())], n);
+        }
+    }
+    if let Some(t) = s.telemetry {
+        telemetry(&mut out, t);
+    }
+    if let Some(list) = s.schedules {
+        schedules(&mut out, list);
+    }
+    process(&mut out, &s.process);
+    if let Some(text) = &s.social_outbox {
+        out.0.push_str(text);
+    }
+    out.0
+}
+
+fn agents(out: &mut Out, agents: &[AgentStatus]) {
+    out.family("dreamos_agents");
+    for state in AgentState::ALL {
+        let n = agents.iter().filter(|a| a.state == state).count();
+        out.sample("dreamos_agents", &[("state", &state.to_string())], n);
+    }
+    out.family("dreamos_agent_up");
     for a in agents {
         let up = matches!(a.state, AgentState::Running | AgentState::Idle) as u8;
-        let _ = writeln!(out, "dreamos_agent_up{{agent=\"{}\"}} {up}", label(&a.name));
+        out.sample("dreamos_agent_up", &[("agent", &a.name)], up);
     }
-    let counters: [Counter; 3] = [
-        (
-            "dreamos_agent_restarts_total",
-            "Restarts since the daemon started (crash, stall, operator, resume).",
-            |a| u64::from(a.restarts),
-        ),
-        (
-            "dreamos_agent_handled_total",
-            "Messages and tasks handled without error.",
-            |a| a.handled,
-        ),
-        (
-            "dreamos_agent_errors_total",
-            "Handler errors and stalls.",
-            |a| a.errors,
-        ),
+    type Read = fn(&AgentStatus) -> u64;
+    let counters: [(&str, Read); 3] = [
+        ("dreamos_agent_restarts_total", |a| u64::from(a.restarts)),
+        ("dreamos_agent_handled_total", |a| a.handled),
+        ("dreamos_agent_errors_total", |a| a.errors),
     ];
-    for (name, help, value) in counters {
-        family(&mut out, name, "counter", help);
+    for (name, value) in counters {
+        out.family(name);
         for a in agents {
-            let _ = writeln!(out, "{name}{{agent=\"{}\"}} {}", label(&a.name), value(a));
+            out.sample(name, &[("agent", &a.name)], value(a));
         }
     }
-    if let Some(stats) = bus {
-        family(
-            &mut out,
-            "dreamos_bus_messages",
-            "gauge",
-            "Stored bus messages by status (acked and expired until pruned).",
-        );
-        for (status, n) in [
-            ("queued", stats.queued),
-            ("in_flight", stats.in_flight),
-            ("acked", stats.acked),
-            ("dead", stats.dead),
-            ("expired", stats.expired),
-        ] {
-            let _ = writeln!(out, "dreamos_bus_messages{{status=\"{status}\"}} {n}");
-        }
-        family(
-            &mut out,
+}
+
+fn bus(out: &mut Out, agents: &[AgentStatus], stats: &BusStats) {
+    out.family("dreamos_agent_inbox_depth");
+    for a in agents {
+        let inbox = format!("agent:{}", a.name);
+        let depth = stats
+            .channels
+            .iter()
+            .find(|c| c.channel == inbox)
+            .map_or(0, |c| c.queued + c.in_flight);
+        out.sample("dreamos_agent_inbox_depth", &[("agent", &a.name)], depth);
+    }
+    out.family("dreamos_bus_messages");
+    for (status, n) in [
+        ("queued", stats.queued),
+        ("in_flight", stats.in_flight),
+        ("acked", stats.acked),
+        ("dead", stats.dead),
+        ("expired", stats.expired),
+    ] {
+        out.sample("dreamos_bus_messages", &[("status", status)], n);
+    }
+    out.family("dreamos_bus_queue_depth");
+    for c in &stats.channels {
+        out.sample(
             "dreamos_bus_queue_depth",
-            "gauge",
-            "Messages waiting or in flight, per channel.",
+            &[("channel", &c.channel)],
+            c.queued + c.in_flight,
         );
-        for c in &stats.channels {
-            let _ = writeln!(
-                out,
-                "dreamos_bus_queue_depth{{channel=\"{}\"}} {}",
-                label(&c.channel),
-                c.queued + c.in_flight
+    }
+}
+
+fn telemetry(out: &mut Out, t: &Counts) {
+    out.family("dreamos_task_transitions_total");
+    for (status, n) in &t.task_transitions {
+        out.sample("dreamos_task_transitions_total", &[("status", status)], n);
+    }
+    let name = "dreamos_task_cycle_seconds";
+    out.family(name);
+    let mut cumulative = 0;
+    for (i, le) in CYCLE_BUCKETS.iter().enumerate() {
+        cumulative += t.task_cycle.counts[i];
+        out.sample(
+            &format!("{name}_bucket"),
+            &[("le", &le.to_string())],
+            cumulative,
+        );
+    }
+    out.sample(
+        &format!("{name}_bucket"),
+        &[("le", "+Inf")],
+        t.task_cycle.count,
+    );
+    out.sample(&format!("{name}_sum"), &[], t.task_cycle.sum);
+    out.sample(&format!("{name}_count"), &[], t.task_cycle.count);
+    out.family("dreamos_schedule_runs_total");
+    for ((schedule, outcome), n) in &t.schedule_runs {
+        out.sample(
+            "dreamos_schedule_runs_total",
+            &[("schedule", schedule), ("outcome", outcome)],
+            n,
+        );
+    }
+}
+
+fn schedules(out: &mut Out, list: &[ScheduleInfo]) {
+    out.family("dreamos_schedules");
+    let state = |s: &ScheduleInfo| match (s.enabled, s.paused) {
+        (false, _) => "disabled",
+        (true, true) => "paused",
+        (true, false) => "active",
+    };
+    for st in ["active", "paused", "disabled"] {
+        let n = list.iter().filter(|s| state(s) == st).count();
+        out.sample("dreamos_schedules", &[("state", st)], n);
+    }
+    out.family("dreamos_schedule_next_run_timestamp_seconds");
+    for s in list {
+        let next = s
+            .next
+            .first()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+        if let Some(t) = next {
+            out.sample(
+                "dreamos_schedule_next_run_timestamp_seconds",
+                &[("schedule", &s.name)],
+                t.timestamp(),
             );
         }
     }
-    if let Some(counts) = tasks {
-        family(&mut out, "dreamos_tasks", "gauge", "Tasks by status.");
-        for (status, n) in counts {
-            let _ = writeln!(out, "dreamos_tasks{{status=\"{}\"}} {n}", status.as_str());
+    for (name, value) in [
+        (
+            "dreamos_schedule_failures",
+            (|s| s.failures) as fn(&ScheduleInfo) -> u32,
+        ),
+        ("dreamos_schedule_running", |s| s.running),
+    ] {
+        out.family(name);
+        for s in list {
+            out.sample(name, &[("schedule", &s.name)], value(s));
         }
     }
-    out
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
+fn process(out: &mut Out, p: &ProcessStats) {
+    let figures: [(&str, Option<f64>); 7] = [
+        (
+            "process_resident_memory_bytes",
+            p.resident_bytes.map(|v| v as f64),
+        ),
+        (
+            "process_virtual_memory_bytes",
+            p.virtual_bytes.map(|v| v as f64),
+        ),
+        ("process_cpu_seconds_total", p.cpu_seconds),
+        ("process_open_fds", p.open_fds.map(|v| v as f64)),
+        ("process_max_fds", p.max_fds.map(|v| v as f64)),
+        ("process_start_time_seconds", p.start_time_seconds),
+        ("process_threads", p.threads.map(|v| v as f64)),
+    ];
+    for (name, value) in figures {
+        if let Some(v) = value {
+            out.family(name);
+            out.sample(name, &[], v);
+        }
+    }
 }
 
 /// Escapes a label value as the text format requires.
@@ -111,3 +396,139 @@ fn label(value: &str) -> String {
         .replace('"', "\\\"")
         .replace('\n', "\\n")
 }
+
+/// The registered family a series name belongs to (`x_bucket` of histogram `x` too).
+pub fn known_family(series: &str) -> Option<&'static str> {
+    FAMILIES.iter().find_map(|(name, kind, _)| {
+        let matches = series == *name
+            || (*kind == "histogram"
+                && ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .any(|suffix| series.strip_suffix(suffix) == Some(name)));
+        matches.then_some(*name)
+    })
+}
+
+/// The metric names a PromQL expression reads: identifiers outside label matchers,
+/// grouping clauses, range brackets and strings that are not PromQL functions or keywords.
+pub fn metric_names(expr: &str) -> Vec<String> {
+    const WORDS: &[&str] = &[
+        "sum",
+        "min",
+        "max",
+        "avg",
+        "count",
+        "stddev",
+        "stdvar",
+        "topk",
+        "bottomk",
+        "quantile",
+        "count_values",
+        "group",
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+        "and",
+        "or",
+        "unless",
+        "offset",
+        "bool",
+        "rate",
+        "irate",
+        "increase",
+        "delta",
+        "idelta",
+        "deriv",
+        "histogram_quantile",
+        "sum_over_time",
+        "avg_over_time",
+        "max_over_time",
+        "min_over_time",
+        "count_over_time",
+        "last_over_time",
+        "time",
+        "timestamp",
+        "vector",
+        "scalar",
+        "abs",
+        "ceil",
+        "floor",
+        "round",
+        "clamp_min",
+        "clamp_max",
+        "label_replace",
+        "changes",
+        "resets",
+        "absent",
+        "sort",
+        "sort_desc",
+        "inf",
+        "nan",
+    ];
+    let mut names = Vec::new();
+    let chars: Vec<char> = expr.chars().collect();
+    let mut i = 0;
+    let mut after_grouping = false;
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            '"' | '\'' | '`' => {
+                i += 1;
+                while i < chars.len() && chars[i] != c {
+                    i += if chars[i] == '\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            '{' | '[' => {
+                let close = if c == '{' { '}' } else { ']' };
+                while i < chars.len() && chars[i] != close {
+                    i += 1;
+                }
+                i += 1;
+            }
+            '(' if after_grouping => {
+                while i < chars.len() && chars[i] != ')' {
+                    i += 1;
+                }
+                i += 1;
+                after_grouping = false;
+            }
+            c if c.is_ascii_alphabetic() || c == '_' || c == ':' => {
+                let start = i;
+                while i < chars.len()
+                    && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':')
+                {
+                    i += 1;
+                }
+                let word: String = chars[start..i].iter().collect();
+                after_grouping = matches!(
+                    word.as_str(),
+                    "by" | "without" | "on" | "ignoring" | "group_left" | "group_right"
+                );
+                if !WORDS.contains(&word.as_str()) && !names.contains(&word) {
+                    names.push(word);
+                }
+            }
+            c if c.is_ascii_digit() || c == '.' => {
+                // Numbers, including exponents and durations like 5m are inside [] anyway.
+                while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
+                    i += 1;
+                }
+            }
+            _ => {
+                if !c.is_whitespace() {
+                    after_grouping = false;
+                }
+                i += 1;
+            }
+        }
+    }
+    names
+}
+
+#[cfg(test)]
+#[path = "metrics_tests.rs"]
+mod tests;
