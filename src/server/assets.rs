@@ -59,7 +59,9 @@ pub async fn security_headers(mut response: Response) -> Response {
     );
     set(h, "x-content-type-options", "nosniff");
     set(h, "x-frame-options", "DENY");
-    set(h, "referrer-policy", "no-referrer");
+    // Not `no-referrer`: with it, browsers send `Origin: null` on form posts, which the
+    // anti-forgery check must refuse.
+    set(h, "referrer-policy", "same-origin");
     set(h, "cache-control", "no-store");
     response
 }

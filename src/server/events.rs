@@ -2,9 +2,11 @@
 //! as events arrive, so a state change shows without reloading.
 //!
 //! - `GET /api/events`: `agents` (every lifecycle transition, from `agents.events`),
-//!   `tasks` (every task transition, from `tasks.events`), `schedules` (runs starting and
-//!   ending, from `schedules.events`), and `bus` (each new message, read from the history
-//!   after the last id seen — sends are not published, and another process may send too).
+//!   `schedules` (runs starting and ending, from `schedules.events`), `tasks` (every task
+//!   transition, read from the store's transition log after the last event seen) and `bus`
+//!   (each new message, read from the history after the last id seen). Tasks and messages
+//!   are read from the store rather than from in-process events because the CLI and other
+//!   nodes add tasks and send messages too.
 //! - `GET /api/logs/stream?level=&agent=&text=`: new lines of the live log file that pass
 //!   the same filters as `dreamos log tail --follow`.
 
@@ -25,10 +27,11 @@ const POLL: Duration = Duration::from_millis(300);
 
 struct Live {
     bus: crate::bus::Bus,
+    tasks: Option<crate::tasks::Tasks>,
     agents: Subscription,
-    tasks: Subscription,
     schedules: Subscription,
     last_message: i64,
+    last_task_event: i64,
     ticker: tokio::time::Interval,
     /// Events read but not yet sent (one bus poll can bring several).
     queued: std::collections::VecDeque<Event>,
@@ -46,9 +49,25 @@ impl Live {
             }
             tokio::select! {
                 Some(m) = self.agents.recv() => return event("agents", &m.payload),
-                Some(m) = self.tasks.recv() => return event("tasks", &m.payload),
                 Some(m) = self.schedules.recv() => return event("schedules", &m.payload),
-                _ = self.ticker.tick() => self.poll_bus().await,
+                _ = self.ticker.tick() => {
+                    self.poll_tasks().await;
+                    self.poll_bus().await;
+                }
+            }
+        }
+    }
+
+    async fn poll_tasks(&mut self) {
+        let Some(tasks) = &self.tasks else { return };
+        if let Ok(events) = tasks
+            .store()
+            .task_events(self.last_task_event, 200, None)
+            .await
+        {
+            for e in events {
+                self.last_task_event = self.last_task_event.max(e.seq);
+                self.queued.extend(event("tasks", &e));
             }
         }
     }
@@ -89,14 +108,19 @@ pub async fn events(State(state): State<ApiState>) -> ApiResult {
         .ok()
         .and_then(|r| r.last().map(|m| m.id))
         .unwrap_or(0);
+    let last_task_event = match &state.tasks {
+        Some(t) => t.store().last_task_event().await.unwrap_or(0),
+        None => 0,
+    };
     let mut ticker = tokio::time::interval(POLL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let live = Live {
         bus: state.bus.clone(),
+        tasks: state.tasks.clone(),
         agents: subscribe(crate::agents::EVENTS_TOPIC)?,
-        tasks: subscribe(crate::tasks::TOPIC)?,
         schedules: subscribe(crate::scheduler::TOPIC)?,
         last_message: newest,
+        last_task_event,
         ticker,
         queued: Default::default(),
     };

@@ -173,7 +173,12 @@ function startLogTail() {
   if (logStream) logStream.close();
   $("#logs tbody").replaceChildren();
   $("#log-mode").textContent = "Live tail: new lines matching the filters appear as they are written.";
-  logStream = new EventSource("/api/logs/stream?" + logParams(false));
+  const params = logParams(false).toString();
+  const table = $("#logs");
+  table.removeAttribute("data-tail");
+  logStream = new EventSource("/api/logs/stream?" + params);
+  // Marks the table once the tail is connected, with the filters it applies.
+  logStream.onopen = () => table.setAttribute("data-tail", params || "all");
   logStream.addEventListener("log", (e) => {
     const tbody = $("#logs tbody");
     tbody.prepend(logRow(JSON.parse(e.data)));
@@ -183,7 +188,10 @@ function startLogTail() {
 
 async function searchLogs(ev) {
   ev.preventDefault();
+  clearTimeout(pending.logtail);
+  pending.logtail = null;
   if (logStream) { logStream.close(); logStream = null; }
+  $("#logs").removeAttribute("data-tail");
   const p = logParams(true);
   p.set("limit", "500");
   const found = await getJSON("/api/logs?" + p);
