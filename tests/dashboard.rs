@@ -150,6 +150,38 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 #[test]
+fn the_daemon_keeps_its_files_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = start_daemon();
+    let p = d.dir.path();
+    let log = p.join("logs/dreamos.jsonl");
+    let started = std::time::Instant::now();
+    while !log.exists() {
+        assert!(started.elapsed() < Duration::from_secs(30), "no log file");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mode = |f: &str| {
+        std::fs::metadata(p.join(f))
+            .expect("stat")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    for dir in ["data", "logs"] {
+        assert_eq!(mode(dir), 0o700, "{dir}");
+    }
+    for file in [
+        "data/daemon.token",
+        "data/daemon.json",
+        "data/daemon.lock",
+        "data/dreamos.db",
+        "logs/dreamos.jsonl",
+    ] {
+        assert_eq!(mode(file), 0o600, "{file}");
+    }
+}
+
+#[test]
 fn the_http_side_refuses_requests_without_the_token_and_forged_ones() {
     let d = start_daemon();
     runtime().block_on(async {

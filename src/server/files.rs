@@ -27,7 +27,7 @@ pub struct DaemonLock {
 impl DaemonLock {
     /// Takes the lock or says who holds it.
     pub fn acquire(data_dir: &Path) -> anyhow::Result<DaemonLock> {
-        std::fs::create_dir_all(data_dir).map_err(|e| {
+        crate::private_fs::create_dir_all(data_dir).map_err(|e| {
             anyhow::anyhow!(
                 "cannot create the data directory {}: {e}",
                 data_dir.display()
@@ -96,8 +96,15 @@ pub fn write_token(data_dir: &Path) -> anyhow::Result<String> {
 
 pub fn write_info(data_dir: &Path, info: &DaemonInfo) -> anyhow::Result<PathBuf> {
     let path = data_dir.join(INFO_FILE);
-    std::fs::write(&path, serde_json::to_vec_pretty(info)?)
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    let write = || -> std::io::Result<()> {
+        let mut file = crate::private_fs::options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)?;
+        file.write_all(&serde_json::to_vec_pretty(info)?)
+    };
+    write().map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     Ok(path)
 }
 

@@ -338,7 +338,7 @@ fn configure_sqlite_once() {
 fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     configure_sqlite_once();
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+        crate::private_fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
             path: dir.to_path_buf(),
             source,
         })?;
@@ -347,6 +347,14 @@ fn open_writer(path: &Path) -> Result<Connection, StoreError> {
         path: path.to_path_buf(),
         source,
     };
+    // The database holds messages, tasks and agent state: this user's only. SQLite gives
+    // its -wal and -shm files the database file's mode, so they follow.
+    if path != Path::new(":memory:") {
+        crate::private_fs::ensure_private_file(path).map_err(|source| StoreError::CreateFile {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    }
     let mut conn = Connection::open(path).map_err(open_err)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
     // WAL: readers never block the writer and a commit is one sequential append.
