@@ -15,6 +15,7 @@
 //!   and token files.
 //! - [`private_fs`]: 0700 directories and 0600 files for the database, tokens and logs.
 //! - [`cli`]: one file per subcommand family; `main.rs` only parses and dispatches.
+//! - [`social`]: the durable social outbox — accounts, scheduling, rate limits, metrics.
 //! - [`units`]: durations and byte sizes as users write them.
 
 pub mod agents;
@@ -28,6 +29,7 @@ pub mod private_fs;
 pub mod runtime;
 pub mod scheduler;
 pub mod server;
+pub mod social;
 pub mod store;
 pub mod tasks;
 pub mod units;

@@ -17,6 +17,7 @@ pub const META: &[(&str, &str)] = &[
     ("json.lua", include_str!("../../stdlib/meta/json.lua")),
     ("kv.lua", include_str!("../../stdlib/meta/kv.lua")),
     ("log.lua", include_str!("../../stdlib/meta/log.lua")),
+    ("social.lua", include_str!("../../stdlib/meta/social.lua")),
     ("tasks.lua", include_str!("../../stdlib/meta/tasks.lua")),
     ("time.lua", include_str!("../../stdlib/meta/time.lua")),
 ];

@@ -23,6 +23,7 @@ pub mod repl;
 pub mod run;
 pub mod schedule;
 pub mod serve;
+pub mod social;
 pub mod task;
 
 /// Dream.OS: a scriptable automation runtime for Lua 5.4 agents, schedules and clients.
@@ -92,6 +93,11 @@ pub enum Command {
         #[arg(long)]
         no_open: bool,
     },
+    /// Social posting: post, queue, retry, cancel, send, report.
+    Social {
+        #[command(subcommand)]
+        cmd: social::SocialCommand,
+    },
     /// Print the effective configuration (file, defaults and DREAMOS_* overrides) as TOML.
     Config,
 }
@@ -118,6 +124,13 @@ pub fn dispatch(cli: Cli) -> ExitCode {
             async move { task::run(cmd, store, &config).await }
         }),
         Command::Serve => serve::serve(config),
+        Command::Social { cmd } => {
+            let _log = init_logging(&config);
+            with_store_code(&config, |store| {
+                let config = config.clone();
+                async move { social::run(cmd, store, config).await }
+            })
+        }
         Command::Agent { cmd } => agent::run(config, cmd),
         Command::Log { cmd } => log::run(&config, cmd),
         Command::Dashboard { no_open } => dashboard::run(&config, no_open),
@@ -154,6 +167,21 @@ where
         f(store).await
     })??;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Like [`with_store`], for commands that choose their own exit status.
+fn with_store_code<F, Fut>(config: &Config, f: F) -> anyhow::Result<ExitCode>
+where
+    F: FnOnce(Arc<crate::store::SqliteStore>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<ExitCode>>,
+{
+    let path = config.resolve(&config.store.path);
+    crate::runtime::block_on(async {
+        let store = crate::store::open_sqlite(&path)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot open the store {}: {e}", path.display()))?;
+        f(store).await
+    })?
 }
 
 /// Starts logging as configured. Called by commands that run scripts; cheap, because the

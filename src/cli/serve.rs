@@ -75,6 +75,18 @@ async fn run(config: Arc<Config>, data_dir: &Path) -> anyhow::Result<ExitCode> {
             .await
     });
 
+    // The social outbox: due posts, metrics at their offsets, token warnings.
+    let outbox = std::sync::Arc::new(crate::social::Outbox::new(
+        store.clone() as Arc<dyn crate::store::SocialStore>,
+        config.clone(),
+        crate::social::platform_connect(),
+        Some(bus.clone()),
+    ));
+    let (stop_social, social_stopped) = tokio::sync::oneshot::channel::<()>();
+    let social = tokio::spawn(outbox.run(async {
+        let _ = social_stopped.await;
+    }));
+
     let listener =
         tokio::net::TcpListener::bind((config.daemon.listen.as_str(), config.daemon.port))
             .await
@@ -142,6 +154,9 @@ async fn run(config: Arc<Config>, data_dir: &Path) -> anyhow::Result<ExitCode> {
     eprintln!("dreamos serve: {signal}, stopping agents");
     let _ = stop_schedules.send(());
     let _ = schedules.await;
+    // A post in flight finishes its attempt and is recorded before the worker ends.
+    let _ = stop_social.send(());
+    let _ = social.await;
     let timeout = config.daemon.shutdown_timeout;
     if tokio::time::timeout(
         timeout,

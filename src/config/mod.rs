@@ -55,6 +55,8 @@ pub struct Config {
     pub scheduler: crate::scheduler::SchedulerConfig,
     /// `[[schedules]]`: cron, interval and one-shot schedules the daemon runs.
     pub schedules: Vec<crate::scheduler::ScheduleDef>,
+    /// Social posting: outbox settings and `[social.accounts.<name>]`.
+    pub social: crate::social::SocialConfig,
     /// Where the configuration was read from; `None` for the built-in defaults. Relative
     /// paths in the file resolve against its directory (see [`Config::resolve`]).
     #[serde(skip)]
@@ -335,6 +337,9 @@ impl Config {
         self.bus.validate().map_err(|m| invalid("bus", m))?;
         self.tasks.validate().map_err(|m| invalid("tasks", m))?;
         crate::scheduler::config::validate(&self.scheduler, &self.schedules)
+            .map_err(|(key, m)| invalid(&key, m))?;
+        self.social
+            .validate()
             .map_err(|(key, m)| invalid(&key, m))?;
         if !matches!(self.store.backend.as_str(), "sqlite" | "postgres") {
             return Err(invalid(

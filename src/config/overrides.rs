@@ -20,6 +20,7 @@ pub(super) const SECTIONS: &[&str] = &[
     "scheduler",
     "tasks",
     "daemon",
+    "social",
 ];
 
 /// One override found in the environment.

@@ -41,6 +41,7 @@ fn the_shipped_file_parses_and_equals_the_defaults() {
         format!("{:?}", shipped.repl),
         format!("{:?}", defaults.repl)
     );
+    assert_eq!(shipped.social, defaults.social);
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! `dreamos.log`: `trace/debug/info/warn/error(msg, fields?)` and `devlog(category, text)`.
+//! `dreamos.log`: `trace/debug/info/warn/error(msg, fields?)`, `devlog(category, text)` and
+//! `devlogs(opts?)`, which reads devlog entries back (for devlog-to-social strategies).
 //!
 //! Lines go through `tracing` with target `dreamos::script` and the script's name, so they
 //! reach the console and the JSON-lines file alike; `fields` travel as one JSON object that
@@ -36,7 +37,72 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
                 .map_err(|e| misuse(lua, format!("log.devlog: {e}")))
         })?,
     )?;
+    m.set(
+        "devlogs",
+        lua.create_async_function(
+            |lua, opts: Option<Table>| async move { devlogs(&lua, opts).await },
+        )?,
+    )?;
     Ok(m)
+}
+
+/// Devlog entries from `<log.dir>/devlog.jsonl` (and its rotated files), oldest first:
+/// `{ts, time, category, text, script}`. Options: `category`, `since` (epoch seconds),
+/// `limit` (the newest N; default 100).
+async fn devlogs(lua: &Lua, opts: Option<Table>) -> mlua::Result<Value> {
+    const F: &str = "log.devlogs";
+    let mut query = crate::logging::LogQuery {
+        source: crate::logging::LogSource::DevLog,
+        limit: Some(100),
+        ..Default::default()
+    };
+    if let Some(opts) = &opts {
+        super::support::check_options(lua, F, opts, &["category", "since", "limit"])?;
+        query.category = opts.get("category")?;
+        if let Some(since) = opts.get::<Option<f64>>("since")? {
+            query.since = chrono::DateTime::from_timestamp_millis((since * 1000.0) as i64);
+        }
+        if let Some(limit) = opts.get::<Option<usize>>("limit")? {
+            query.limit = Some(limit);
+        }
+    }
+    let config = host(lua)?.config.clone();
+    if config.log.dir.as_os_str().is_empty() {
+        return Err(misuse(
+            lua,
+            format!("{F}: [log] dir is empty, so no devlog file is kept"),
+        ));
+    }
+    let dir = config.resolve(&config.log.dir);
+    let found = tokio::task::spawn_blocking(move || {
+        if !dir.is_dir() {
+            return Ok(Vec::new());
+        }
+        crate::logging::search(&dir, &query)
+    })
+    .await
+    .map_err(|e| misuse(lua, format!("{F}: {e}")))?;
+    let records = match found {
+        Ok(r) => r,
+        Err(e) => return Err(misuse(lua, format!("{F}: {e:#}"))),
+    };
+    let out = lua.create_table()?;
+    for r in records {
+        let t = lua.create_table()?;
+        let ts = r["ts"].as_str().unwrap_or_default().to_string();
+        let time = chrono::DateTime::parse_from_rfc3339(&ts)
+            .map(|d| d.timestamp_millis() as f64 / 1000.0)
+            .unwrap_or(0.0);
+        t.set("ts", ts)?;
+        t.set("time", time)?;
+        t.set("category", r["category"].as_str().unwrap_or_default())?;
+        t.set("text", r["message"].as_str().unwrap_or_default())?;
+        if let Some(script) = r["script"].as_str() {
+            t.set("script", script)?;
+        }
+        out.push(t)?;
+    }
+    Ok(Value::Table(out))
 }
 
 fn emit(

@@ -21,6 +21,7 @@ pub mod json;
 mod json_encode;
 pub mod kv;
 pub mod log;
+pub mod social;
 pub mod support;
 pub mod tasks;
 pub mod time;
@@ -40,6 +41,7 @@ pub const MODULES: &[(&str, Builder)] = &[
     ("dreamos.json", json::module),
     ("dreamos.kv", kv::module),
     ("dreamos.log", log::module),
+    ("dreamos.social", social::module),
     ("dreamos.tasks", tasks::module),
     ("dreamos.time", time::module),
 ];

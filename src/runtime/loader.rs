@@ -30,6 +30,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "dreamos.test",
         include_str!("../../stdlib/dreamos/test.lua"),
     ),
+    (
+        "dreamos.strategy",
+        include_str!("../../stdlib/dreamos/strategy.lua"),
+    ),
 ];
 
 pub fn install(lua: &Lua, config: &Config) -> mlua::Result<()> {

@@ -35,4 +35,22 @@ function log.error(msg, fields) end
 ---@param text string
 function log.devlog(category, text) end
 
+---@class dreamos.log.DevlogEntry
+---@field ts string       RFC 3339 time of the entry
+---@field time number     the same, as epoch seconds
+---@field category string
+---@field text string
+---@field script? string  the script that wrote it
+
+---@class dreamos.log.DevlogsOptions
+---@field category? string  only this category
+---@field since? number     only entries at or after this time (epoch seconds)
+---@field limit? integer    the newest this many (default 100)
+
+--- Devlog entries read back from `<log.dir>/devlog.jsonl` and its rotated files, oldest
+--- first. Raises when `[log] dir` is empty (no devlog file is kept) or on unknown options.
+---@param opts? dreamos.log.DevlogsOptions
+---@return dreamos.log.DevlogEntry[]
+function log.devlogs(opts) end
+
 return log

@@ -17,6 +17,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::Millis;
 
+mod auth;
+pub mod facebook;
+pub mod instagram;
+mod meta;
+pub mod reddit;
+mod support;
+pub mod text;
+pub mod x;
+
 /// The six platforms Dream.OS posts to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -262,4 +271,103 @@ pub trait SocialClient: Send + Sync {
     /// When the current credentials stop working and cannot be refreshed, if known (for the
     /// "token expires in N days" warning).
     fn expires_at(&self) -> BoxFuture<'_, Option<Millis>>;
+
+    /// Why this account can only preview, never send (a StockTwits account without
+    /// credentials); `None` when it can post. Added so the outbox can say so before queueing
+    /// instead of failing at send time.
+    fn dry_run_only(&self) -> Option<String> {
+        None
+    }
+}
+
+/// The real API base URL of a platform, for accounts that do not set `base_url`.
+pub fn default_base_url(platform: Platform) -> &'static str {
+    match platform {
+        Platform::X => "https://api.x.com",
+        Platform::Reddit => "https://oauth.reddit.com",
+        Platform::Facebook => "https://graph.facebook.com/v24.0",
+        Platform::Instagram => "https://graph.facebook.com/v24.0",
+        Platform::Linkedin => "https://api.linkedin.com",
+        Platform::Stocktwits => "https://api.stocktwits.com/api/2",
+    }
+}
+
+/// The token endpoint base where it differs from the API base (`auth_url`).
+pub fn default_auth_url(platform: Platform) -> Option<&'static str> {
+    match platform {
+        Platform::Reddit => Some("https://www.reddit.com"),
+        Platform::Linkedin => Some("https://www.linkedin.com"),
+        _ => None,
+    }
+}
+
+/// The client for one account, after checking it has the credentials its platform needs.
+/// The error names the missing credential key and the account.
+pub fn connect(
+    spec: AccountSpec,
+    http: reqwest::Client,
+    tokens: Arc<dyn TokenStore>,
+) -> Result<Arc<dyn SocialClient>, SocialError> {
+    Ok(match spec.platform {
+        Platform::X => Arc::new(x::XClient::new(spec, http, tokens)?),
+        Platform::Reddit => Arc::new(reddit::RedditClient::new(spec, http, tokens)?),
+        Platform::Facebook => Arc::new(facebook::FacebookClient::new(spec, http, tokens)?),
+        Platform::Instagram => Arc::new(instagram::InstagramClient::new(spec, http, tokens)?),
+        other => {
+            return Err(SocialError {
+                platform: other,
+                kind: ErrorKind::Invalid,
+                op: "connect".into(),
+                status: None,
+                message: format!(
+                    "account `{}`: the {other} client is not built yet",
+                    spec.name
+                ),
+                code: None,
+                retry_at: None,
+            })
+        }
+    })
+}
+
+impl AccountSpec {
+    /// A credential that must be present and non-empty.
+    pub(crate) fn require(&self, key: &str, why: &str) -> Result<String, SocialError> {
+        match self.credentials.get(key).filter(|v| !v.trim().is_empty()) {
+            Some(v) => Ok(v.clone()),
+            None => Err(SocialError {
+                platform: self.platform,
+                kind: ErrorKind::Auth,
+                op: "connect".into(),
+                status: None,
+                message: format!(
+                    "account `{}` needs the credential `{key}` ({why}); set \
+                     [social.accounts.{}] {key} to the name of an environment variable holding it",
+                    self.name, self.name
+                ),
+                code: None,
+                retry_at: None,
+            }),
+        }
+    }
+
+    /// A credential that may be absent; empty counts as absent.
+    pub(crate) fn optional(&self, key: &str) -> Option<String> {
+        self.credentials
+            .get(key)
+            .filter(|v| !v.trim().is_empty())
+            .cloned()
+    }
+
+    /// `base_url` joined with `path` (which starts with `/`).
+    pub(crate) fn api(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url.trim_end_matches('/'))
+    }
+
+    /// The token endpoint base: `auth_url`, else `base_url` (whoever builds the spec fills
+    /// `auth_url` from [`default_auth_url`] for real accounts).
+    pub(crate) fn auth(&self, path: &str) -> String {
+        let base = self.auth_url.as_deref().unwrap_or(&self.base_url);
+        format!("{}{path}", base.trim_end_matches('/'))
+    }
 }

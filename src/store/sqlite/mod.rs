@@ -17,6 +17,7 @@ mod agents;
 mod bus;
 mod kv;
 mod schedules;
+mod social;
 mod tasks;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -69,6 +70,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 6,
         name: "scheduler leadership",
         sql: schedules::LEADER_SCHEMA,
+    },
+    Migration {
+        version: 9,
+        name: "social outbox, metrics, budgets and tokens",
+        sql: social::SCHEMA,
     },
 ];
 

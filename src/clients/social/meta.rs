@@ -1,0 +1,115 @@
+//! What Facebook Pages and Instagram share (both are Meta's Graph API): the error object
+//! with its numeric codes, the usage headers that carry JSON, and `debug_token`.
+
+use serde_json::Value;
+
+use super::support::{error, kind_for_status, now_millis, send, Raw};
+use super::{ErrorKind, Platform, RateInfo, SocialError};
+use crate::store::Millis;
+
+/// `X-App-Usage`, `X-Page-Usage` (percentages) and `X-Business-Use-Case-Usage` (per
+/// object and type, with `estimated_time_to_regain_access` in minutes).
+pub fn rates_of(raw: &Raw) -> Vec<RateInfo> {
+    let mut out = Vec::new();
+    for (header, bucket) in [("x-app-usage", "app-usage"), ("x-page-usage", "page-usage")] {
+        if let Some(v) = raw
+            .header(header)
+            .and_then(|h| serde_json::from_str::<Value>(h).ok())
+        {
+            out.push(usage(bucket, &v, None));
+        }
+    }
+    let buc = raw
+        .header("x-business-use-case-usage")
+        .and_then(|h| serde_json::from_str::<Value>(h).ok());
+    for (_, list) in buc.iter().flat_map(|v| v.as_object().into_iter().flatten()) {
+        for entry in list.as_array().into_iter().flatten() {
+            let kind = entry["type"].as_str().unwrap_or("unknown");
+            let minutes = entry["estimated_time_to_regain_access"]
+                .as_f64()
+                .unwrap_or(0.0);
+            let reset = (minutes > 0.0).then(|| now_millis() + (minutes * 60_000.0) as Millis);
+            out.push(usage(&format!("buc-{kind}"), entry, reset));
+        }
+    }
+    out
+}
+
+fn usage(bucket: &str, v: &Value, reset_at: Option<Millis>) -> RateInfo {
+    let highest = ["call_count", "total_cputime", "total_time"]
+        .iter()
+        .filter_map(|k| v[*k].as_f64())
+        .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
+    RateInfo {
+        bucket: bucket.to_string(),
+        limit: None,
+        remaining: None,
+        reset_at,
+        usage_percent: highest,
+    }
+}
+
+/// Whether an answer says the token is invalid or expired (code 190).
+pub fn token_expired(raw: &Raw) -> bool {
+    raw.json()["error"]["code"].as_i64() == Some(190)
+}
+
+/// The body of a successful answer, or the Graph error as a [`SocialError`].
+pub fn check(platform: Platform, op: &str, raw: &Raw) -> Result<Value, SocialError> {
+    let v = raw.json();
+    let e = &v["error"];
+    if raw.ok() && e.is_null() {
+        return Ok(v);
+    }
+    let code = e["code"].as_i64();
+    let sub = e["error_subcode"].as_i64();
+    let message = e["error_user_msg"]
+        .as_str()
+        .filter(|m| !m.is_empty())
+        .or(e["message"].as_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| raw.body.chars().take(200).collect());
+    let kind = match (code, sub) {
+        // Instagram's publishing limit: "(#9) Application request limit reached" / 2207042.
+        (_, Some(2207042)) => ErrorKind::RateLimited,
+        (Some(190), _) | (Some(10), _) | (Some(200..=299), _) => ErrorKind::Auth,
+        (Some(4 | 9 | 17 | 32 | 613 | 80001), _) => ErrorKind::RateLimited,
+        (Some(506), _) => ErrorKind::Duplicate,
+        (Some(1 | 2), _) => ErrorKind::Unavailable,
+        (Some(_), _) => ErrorKind::Invalid,
+        (None, _) => kind_for_status(raw.status),
+    };
+    let code = code.map(|c| match sub {
+        Some(s) => format!("{c}/{s}"),
+        None => c.to_string(),
+    });
+    let mut err = error(platform, kind, op, Some(raw.status), message, code);
+    if kind == ErrorKind::RateLimited {
+        err.retry_at = rates_of(raw)
+            .iter()
+            .filter_map(|r| r.reset_at)
+            .max()
+            .or_else(|| raw.retry_after());
+    }
+    Err(err)
+}
+
+/// When a token expires according to `GET /debug_token` (`None`: never, or unknown).
+/// `app_token` is `app_id|app_secret` when configured, else the token inspects itself.
+pub async fn debug_token(
+    platform: Platform,
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    app_token: Option<String>,
+) -> Option<Millis> {
+    let url = format!("{}/debug_token", base.trim_end_matches('/'));
+    let access = app_token.unwrap_or_else(|| token.to_string());
+    let rb = http
+        .get(url)
+        .query(&[("input_token", token), ("access_token", access.as_str())]);
+    let raw = send(platform, "debug token", rb).await.ok()?;
+    let v = check(platform, "debug token", &raw).ok()?;
+    let at = v["data"]["expires_at"].as_i64()?;
+    (at > 0).then_some(at * 1000)
+}

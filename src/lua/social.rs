@@ -1,0 +1,411 @@
+//! `dreamos.social`: `post{...}`, `get(id)`, `list(opts?)`, `delete(id)`, `metrics(id)`,
+//! `accounts()`, `limits(platform)`, `length(platform, text)`.
+//!
+//! `post` validates the text against the platform's limit and stores the post in the
+//! durable outbox; `dreamos serve` sends it when it is due (the script does not wait for
+//! the platform). Misuse (unknown account or option, a media file the script may not read)
+//! raises; the world's answers (too long, duplicate, missing credentials, platform errors)
+//! return `nil, err`.
+
+use std::sync::Arc;
+
+use mlua::{Lua, LuaSerdeExt, Table, Value};
+
+use super::support::{check_options, fail, misuse, required_str, type_name};
+use crate::clients::social::{text, Platform};
+use crate::runtime::host;
+use crate::social::{
+    limits, platform_connect, view, MediaSpec, Outbox, OutboxError, PostContent, PostFilter,
+    PostOrder, Queued, Status,
+};
+use crate::store::{Millis, SocialStore};
+
+const POST_OPTIONS: &[&str] = &[
+    "account",
+    "text",
+    "media",
+    "link",
+    "subreddit",
+    "title",
+    "at",
+    "idempotency_key",
+    "reply_to",
+    "extra",
+    "dry_run",
+];
+
+fn now() -> Millis {
+    chrono::Utc::now().timestamp_millis()
+}
+
+pub fn module(lua: &Lua) -> mlua::Result<Table> {
+    let m = lua.create_table()?;
+    m.set(
+        "post",
+        lua.create_async_function(|lua, opts: Value| async move { post(&lua, opts).await })?,
+    )?;
+    m.set(
+        "get",
+        lua.create_async_function(|lua, id: Value| async move {
+            let id = post_id(&lua, "social.get", &id)?;
+            let outbox = match outbox(&lua).await? {
+                Ok(o) => o,
+                Err(e) => return fail(&lua, "store", e),
+            };
+            match outbox.store().get_post(id).await {
+                Ok(Some(p)) => Ok(mlua::MultiValue::from_iter([to_lua(
+                    &lua,
+                    &view::record_json(&p),
+                )?])),
+                Ok(None) => Ok(mlua::MultiValue::from_iter([Value::Nil])),
+                Err(e) => fail(&lua, "store", e.to_string()),
+            }
+        })?,
+    )?;
+    m.set(
+        "list",
+        lua.create_async_function(
+            |lua, opts: Option<Table>| async move { list(&lua, opts).await },
+        )?,
+    )?;
+    m.set(
+        "delete",
+        lua.create_async_function(|lua, id: Value| async move {
+            let id = post_id(&lua, "social.delete", &id)?;
+            let outbox = match outbox(&lua).await? {
+                Ok(o) => o,
+                Err(e) => return fail(&lua, "store", e),
+            };
+            match outbox.delete(id, now()).await {
+                Ok(_) => Ok(mlua::MultiValue::from_iter([Value::Boolean(true)])),
+                Err(e) => fail(&lua, e.kind(), e.to_string()),
+            }
+        })?,
+    )?;
+    m.set(
+        "metrics",
+        lua.create_async_function(|lua, id: Value| async move {
+            let id = post_id(&lua, "social.metrics", &id)?;
+            let outbox = match outbox(&lua).await? {
+                Ok(o) => o,
+                Err(e) => return fail(&lua, "store", e),
+            };
+            match outbox.metrics_now(id, now()).await {
+                Ok(m) => Ok(mlua::MultiValue::from_iter([to_lua(
+                    &lua,
+                    &serde_json::to_value(m).unwrap_or_default(),
+                )?])),
+                Err(e) => fail(&lua, e.kind(), e.to_string()),
+            }
+        })?,
+    )?;
+    m.set("accounts", lua.create_function(accounts)?)?;
+    m.set(
+        "limits",
+        lua.create_function(|lua, platform: Value| {
+            let p = platform_arg(lua, "social.limits", &platform)?;
+            to_lua(
+                lua,
+                &serde_json::to_value(limits::platform_limits(p)).unwrap_or_default(),
+            )
+        })?,
+    )?;
+    m.set(
+        "length",
+        lua.create_function(|lua, (platform, s): (Value, Value)| {
+            let p = platform_arg(lua, "social.length", &platform)?;
+            let s = required_str(lua, "social.length", "text", &s)?;
+            Ok(match p {
+                Platform::X => text::x_weighted_len(&s),
+                _ => text::char_len(&s),
+            })
+        })?,
+    )?;
+    Ok(m)
+}
+
+async fn post(lua: &Lua, opts: Value) -> mlua::Result<mlua::MultiValue> {
+    const F: &str = "social.post";
+    let Value::Table(opts) = opts else {
+        return Err(misuse(
+            lua,
+            format!(
+                "{F}: expected a table {{account = ..., text = ...}}, got {}",
+                type_name(&opts)
+            ),
+        ));
+    };
+    check_options(lua, F, &opts, POST_OPTIONS)?;
+    let account = required_str(lua, F, "account", &opts.get("account")?)?;
+    let text = required_str(lua, F, "text", &opts.get("text")?)?;
+    let opt_str = |key: &str| -> mlua::Result<Option<String>> {
+        match opts.get::<Value>(key)? {
+            Value::Nil => Ok(None),
+            v => required_str(lua, F, key, &v).map(Some),
+        }
+    };
+    let mut content = PostContent {
+        text,
+        link: opt_str("link")?,
+        subreddit: opt_str("subreddit")?,
+        title: opt_str("title")?,
+        ..Default::default()
+    };
+    content.media = media(lua, opts.get("media")?)?;
+    if let Value::Table(extra) = opts.get::<Value>("extra")? {
+        for pair in extra.pairs::<String, Value>() {
+            let (k, v) = pair?;
+            let v = match v {
+                Value::String(s) => s.to_str()?.to_string(),
+                Value::Integer(_) | Value::Number(_) | Value::Boolean(_) => v.to_string()?,
+                other => {
+                    return Err(misuse(
+                        lua,
+                        format!(
+                            "{F}: extra.{k} must be a string, number or boolean, got {}",
+                            type_name(&other)
+                        ),
+                    ))
+                }
+            };
+            content.extra.insert(k, v);
+        }
+    }
+    let (tz, source) = {
+        let h = host(lua)?;
+        (h.config.scheduler.timezone.clone(), h.script.clone())
+    };
+    let at = match opts.get::<Value>("at")? {
+        Value::Nil => None,
+        Value::Integer(n) => Some(n * 1000),
+        Value::Number(n) => Some((n * 1000.0) as Millis),
+        Value::String(s) => Some(
+            view::parse_at(&s.to_str()?, &tz, now())
+                .map_err(|e| misuse(lua, format!("{F}: at: {e}")))?,
+        ),
+        other => {
+            return Err(misuse(
+                lua,
+                format!(
+                    "{F}: at must be epoch seconds or a time string, got {}",
+                    type_name(&other)
+                ),
+            ))
+        }
+    };
+    let parent = match opts.get::<Value>("reply_to")? {
+        Value::Nil => None,
+        Value::Table(t) => Some(t.get::<i64>("id")?),
+        v => Some(post_id(lua, F, &v)?),
+    };
+    let order = PostOrder {
+        account,
+        content,
+        at,
+        idempotency_key: opt_str("idempotency_key")?,
+        parent,
+        source,
+        dry_run: opts.get::<Option<bool>>("dry_run")?.unwrap_or(false),
+    };
+    let outbox = match outbox(lua).await? {
+        Ok(o) => o,
+        Err(e) => return fail(lua, "store", e),
+    };
+    match outbox.enqueue(order, now()).await {
+        Ok(Queued::Created(p)) | Ok(Queued::Existing(p)) => {
+            Ok(mlua::MultiValue::from_iter([to_lua(
+                lua,
+                &view::record_json(&p),
+            )?]))
+        }
+        Ok(Queued::DryRun { previews, note }) => Ok(mlua::MultiValue::from_iter([to_lua(
+            lua,
+            &view::preview_json(&previews, note.as_deref()),
+        )?])),
+        Err(e @ (OutboxError::UnknownAccount { .. } | OutboxError::Order(_))) => {
+            Err(misuse(lua, format!("{F}: {e}")))
+        }
+        Err(OutboxError::Duplicate(p)) => {
+            let err = super::support::world_error(
+                lua,
+                "duplicate",
+                OutboxError::Duplicate(p.clone()).to_string(),
+            )?;
+            err.set("id", p.id)?;
+            Ok(mlua::MultiValue::from_iter([Value::Nil, Value::Table(err)]))
+        }
+        Err(e) => fail(lua, e.kind(), e.to_string()),
+    }
+}
+
+/// `media = "a.png"`, `{"a.png", "b.png"}` or `{{path = "a.png", url = ..., alt = ...}}`.
+/// Each file must be readable under the script's `fs:` grants; it is stored by its full
+/// path, so the daemon finds it however it was started.
+fn media(lua: &Lua, value: Value) -> mlua::Result<Vec<MediaSpec>> {
+    const F: &str = "social.post";
+    let one = |v: Value| -> mlua::Result<MediaSpec> {
+        let mut spec = match v {
+            Value::String(s) => MediaSpec {
+                path: s.to_str()?.to_string(),
+                ..Default::default()
+            },
+            Value::Table(t) => MediaSpec {
+                path: required_str(lua, F, "media.path", &t.get("path")?)?,
+                url: t.get("url")?,
+                alt: t.get("alt")?,
+            },
+            other => {
+                return Err(misuse(
+                    lua,
+                    format!(
+                        "{F}: media must be a path or {{path = ..., url = ...}}, got {}",
+                        type_name(&other)
+                    ),
+                ))
+            }
+        };
+        let full = host(lua)?
+            .grants
+            .check_fs(&spec.path)
+            .map_err(|e| misuse(lua, format!("{F}: media: {e}")))?;
+        if !full.is_file() {
+            return Err(misuse(
+                lua,
+                format!("{F}: media: {} does not exist", spec.path),
+            ));
+        }
+        spec.path = full.display().to_string();
+        Ok(spec)
+    };
+    match value {
+        Value::Nil => Ok(vec![]),
+        Value::Table(t) if t.raw_len() > 0 => {
+            t.sequence_values::<Value>().map(|v| one(v?)).collect()
+        }
+        other => Ok(vec![one(other)?]),
+    }
+}
+
+async fn list(lua: &Lua, opts: Option<Table>) -> mlua::Result<mlua::MultiValue> {
+    const F: &str = "social.list";
+    let mut filter = PostFilter {
+        limit: Some(100),
+        ..Default::default()
+    };
+    if let Some(opts) = &opts {
+        check_options(lua, F, opts, &["account", "status", "limit"])?;
+        filter.account = opts.get("account")?;
+        if let Some(s) = opts.get::<Option<String>>("status")? {
+            let status = Status::parse(&s).ok_or_else(|| {
+                let names: Vec<&str> = Status::ALL.iter().map(|s| s.name()).collect();
+                misuse(
+                    lua,
+                    format!("{F}: unknown status '{s}' (one of {})", names.join(", ")),
+                )
+            })?;
+            filter.statuses = vec![status];
+        }
+        if let Some(n) = opts.get::<Option<usize>>("limit")? {
+            filter.limit = Some(n);
+        }
+    }
+    let outbox = match outbox(lua).await? {
+        Ok(o) => o,
+        Err(e) => return fail(lua, "store", e),
+    };
+    match outbox.store().list_posts(filter).await {
+        Ok(posts) => {
+            let rows: Vec<serde_json::Value> = posts.iter().map(view::record_json).collect();
+            Ok(mlua::MultiValue::from_iter([to_lua(
+                lua,
+                &serde_json::Value::Array(rows),
+            )?]))
+        }
+        Err(e) => fail(lua, "store", e.to_string()),
+    }
+}
+
+fn accounts(lua: &Lua, (): ()) -> mlua::Result<Table> {
+    let config = host(lua)?.config.clone();
+    let out = lua.create_table()?;
+    for (name, a) in &config.social.accounts {
+        let t = lua.create_table()?;
+        t.set("name", name.as_str())?;
+        t.set("platform", a.platform.name())?;
+        t.set("dry_run", a.dry_run)?;
+        t.set("daily_max", a.daily_max)?;
+        t.set("hourly_max", a.hourly_max)?;
+        t.set("min_gap", a.min_gap.as_secs_f64())?;
+        out.push(t)?;
+    }
+    Ok(out)
+}
+
+fn platform_arg(lua: &Lua, func: &str, v: &Value) -> mlua::Result<Platform> {
+    let name = required_str(lua, func, "platform", v)?;
+    Platform::parse(&name).ok_or_else(|| {
+        let names: Vec<&str> = Platform::ALL.iter().map(|p| p.name()).collect();
+        misuse(
+            lua,
+            format!(
+                "{func}: unknown platform '{name}' (one of {})",
+                names.join(", ")
+            ),
+        )
+    })
+}
+
+fn post_id(lua: &Lua, func: &str, v: &Value) -> mlua::Result<i64> {
+    match v {
+        Value::Integer(n) => Ok(*n),
+        Value::Number(n) if n.fract() == 0.0 => Ok(*n as i64),
+        Value::Table(t) => t
+            .get::<i64>("id")
+            .map_err(|_| misuse(lua, format!("{func}: id: a post record needs its id"))),
+        other => Err(misuse(
+            lua,
+            format!(
+                "{func}: id must be a post id (number), got {}",
+                type_name(other)
+            ),
+        )),
+    }
+}
+
+fn to_lua(lua: &Lua, v: &serde_json::Value) -> mlua::Result<Value> {
+    lua.to_value(v)
+}
+
+/// This state's outbox over the embedded store, made on first use.
+async fn outbox(lua: &Lua) -> mlua::Result<Result<Arc<Outbox>, String>> {
+    if let Some(o) = lua.app_data_ref::<Arc<Outbox>>() {
+        return Ok(Ok(o.clone()));
+    }
+    let (path, config, cell, bus) = {
+        let h = host(lua)?;
+        (
+            h.config.resolve(&h.config.store.path),
+            h.config.clone(),
+            h.store.get().cloned(),
+            h.bus.get().cloned(),
+        )
+    };
+    let store = match cell {
+        Some(s) => s,
+        None => match crate::store::open_sqlite(&path).await {
+            Ok(s) => {
+                let h = host(lua)?;
+                h.store.get_or_init(|| async { s }).await.clone()
+            }
+            Err(e) => return Ok(Err(format!("cannot open {}: {e}", path.display()))),
+        },
+    };
+    let outbox = Arc::new(Outbox::new(
+        store as Arc<dyn SocialStore>,
+        config,
+        platform_connect(),
+        bus,
+    ));
+    lua.set_app_data(outbox.clone());
+    Ok(Ok(outbox))
+}

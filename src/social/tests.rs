@@ -1,0 +1,445 @@
+//! The outbox's state machine against a scripted client (an in-memory implementation of
+//! the `SocialClient` contract; the platform clients themselves are tested against their
+//! fake servers in tests/). Time is passed explicitly, so nothing sleeps.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use futures_util::future::BoxFuture;
+
+use super::*;
+use crate::clients::social::*;
+use crate::config::Config;
+use crate::store::{Millis, SocialStore};
+
+const T0: Millis = 1_800_000_000_000;
+const MIN: Millis = 60_000;
+
+/// What the scripted client was asked to do, and what it answers next.
+#[derive(Default)]
+struct Script {
+    posts: Vec<PostRequest>,
+    finds: usize,
+    answers: VecDeque<Result<Reply<Posted>, SocialError>>,
+    found: Option<Posted>,
+    metrics: i64,
+    expires_at: Option<Millis>,
+}
+
+struct Scripted(Arc<Mutex<Script>>);
+
+fn err(kind: ErrorKind, retry_at: Option<Millis>) -> SocialError {
+    SocialError {
+        platform: Platform::X,
+        kind,
+        op: "post".into(),
+        status: Some(429),
+        message: "scripted".into(),
+        code: None,
+        retry_at,
+    }
+}
+
+fn ok(id: &str) -> Result<Reply<Posted>, SocialError> {
+    Ok(Reply {
+        value: Posted {
+            id: id.into(),
+            url: None,
+        },
+        rates: vec![],
+    })
+}
+
+impl SocialClient for Scripted {
+    fn platform(&self) -> Platform {
+        Platform::X
+    }
+    fn check_text(&self, req: &PostRequest) -> Result<(), SocialError> {
+        if req.text.chars().count() > 280 {
+            return Err(err(ErrorKind::Invalid, None));
+        }
+        Ok(())
+    }
+    fn preview(&self, req: &PostRequest) -> Vec<RequestPreview> {
+        vec![RequestPreview {
+            method: "POST".into(),
+            url: "http://x/2/tweets".into(),
+            headers: vec![],
+            body: req.text.clone(),
+        }]
+    }
+    fn post<'a>(
+        &'a self,
+        req: &'a PostRequest,
+    ) -> BoxFuture<'a, Result<Reply<Posted>, SocialError>> {
+        Box::pin(async move {
+            let mut s = self.0.lock().unwrap();
+            s.posts.push(req.clone());
+            let n = s.posts.len();
+            s.answers
+                .pop_front()
+                .unwrap_or_else(|| ok(&format!("tw{n}")))
+        })
+    }
+    fn delete<'a>(&'a self, _id: &'a str) -> BoxFuture<'a, Result<Reply<()>, SocialError>> {
+        Box::pin(async {
+            Ok(Reply {
+                value: (),
+                rates: vec![],
+            })
+        })
+    }
+    fn metrics<'a>(&'a self, _id: &'a str) -> BoxFuture<'a, Result<Reply<Metrics>, SocialError>> {
+        Box::pin(async move {
+            let mut s = self.0.lock().unwrap();
+            s.metrics += 5;
+            let m = [("like_count".to_string(), s.metrics)]
+                .into_iter()
+                .collect();
+            Ok(Reply {
+                value: m,
+                rates: vec![],
+            })
+        })
+    }
+    fn find<'a>(
+        &'a self,
+        _req: &'a PostRequest,
+        _since: Millis,
+    ) -> BoxFuture<'a, Result<Option<Posted>, SocialError>> {
+        Box::pin(async move {
+            let mut s = self.0.lock().unwrap();
+            s.finds += 1;
+            Ok(s.found.clone())
+        })
+    }
+    fn refresh<'a>(&'a self) -> BoxFuture<'a, Result<Tokens, SocialError>> {
+        Box::pin(async { Err(err(ErrorKind::Auth, None)) })
+    }
+    fn expires_at(&self) -> BoxFuture<'_, Option<Millis>> {
+        let at = self.0.lock().unwrap().expires_at;
+        Box::pin(async move { at })
+    }
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    outbox: Outbox,
+    script: Arc<Mutex<Script>>,
+}
+
+async fn fixture(account_extra: &str) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[social]\nmetrics_after = ['1h', '6h']\n[social.accounts.main]\nplatform = 'x'\n{account_extra}\n"
+    );
+    let config = Arc::new(Config::parse(&text, Path::new("t.toml")).unwrap());
+    let store = crate::store::open_sqlite(&dir.path().join("db.sqlite"))
+        .await
+        .unwrap();
+    let script = Arc::new(Mutex::new(Script::default()));
+    let s2 = script.clone();
+    let connect: Connect = Arc::new(move |_spec, _http, _tokens| {
+        Ok(Arc::new(Scripted(s2.clone())) as Arc<dyn SocialClient>)
+    });
+    let outbox = Outbox::new(store as Arc<dyn SocialStore>, config, connect, None);
+    Fixture {
+        _dir: dir,
+        outbox,
+        script,
+    }
+}
+
+fn order(text: &str) -> PostOrder {
+    PostOrder {
+        account: "main".into(),
+        content: PostContent {
+            text: text.into(),
+            ..Default::default()
+        },
+        source: "test".into(),
+        ..Default::default()
+    }
+}
+
+async fn queue(f: &Fixture, o: PostOrder, now: Millis) -> PostRecord {
+    match f.outbox.enqueue(o, now).await.unwrap() {
+        Queued::Created(p) => p,
+        other => panic!("not created: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_post_is_stored_before_sending_and_posted_once() {
+    let f = fixture("").await;
+    let p = queue(&f, order("hello"), T0).await;
+    assert_eq!(p.status, Status::Queued);
+    assert!(
+        f.script.lock().unwrap().posts.is_empty(),
+        "nothing sent at enqueue"
+    );
+    let done = f.outbox.send_due(T0).await.unwrap();
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].status, Status::Posted);
+    assert_eq!(done[0].platform_id.as_deref(), Some("tw1"));
+    assert!(f.outbox.send_due(T0 + MIN).await.unwrap().is_empty());
+    assert_eq!(f.script.lock().unwrap().posts.len(), 1);
+}
+
+#[tokio::test]
+async fn idempotency_keys_and_content_dedup() {
+    let f = fixture("").await;
+    let mut o = order("same words");
+    o.idempotency_key = Some("k1".into());
+    let first = queue(&f, o.clone(), T0).await;
+    match f.outbox.enqueue(o, T0 + 1).await.unwrap() {
+        Queued::Existing(p) => assert_eq!(p.id, first.id),
+        other => panic!("{other:?}"),
+    }
+    let e = f
+        .outbox
+        .enqueue(order("same words"), T0 + 2)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), "duplicate");
+    assert!(
+        e.to_string()
+            .starts_with(&format!("duplicate of post {}", first.id)),
+        "{e}"
+    );
+    // Outside the 24 h window the same words are a new post.
+    queue(&f, order("same words"), T0 + 25 * 60 * MIN).await;
+    let e = f
+        .outbox
+        .enqueue(order(&"x".repeat(281)), T0)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), "invalid");
+}
+
+#[tokio::test]
+async fn a_rate_limited_post_waits_for_the_platforms_reset() {
+    let f = fixture("").await;
+    f.script
+        .lock()
+        .unwrap()
+        .answers
+        .push_back(Err(err(ErrorKind::RateLimited, Some(T0 + 15 * MIN))));
+    let p = queue(&f, order("limited"), T0).await;
+    let after = f.outbox.send_due(T0).await.unwrap();
+    assert_eq!(after[0].status, Status::Queued);
+    assert_eq!(after[0].not_before, T0 + 15 * MIN);
+    assert_eq!(after[0].attempts, 0, "a rate limit is not a failed attempt");
+    assert_eq!(after[0].error_kind.as_deref(), Some("rate_limited"));
+    // Not hammered: nothing is sent before the reset, even for other posts of the account.
+    queue(&f, order("another"), T0 + MIN).await;
+    assert!(f
+        .outbox
+        .send_due(T0 + 10 * MIN)
+        .await
+        .unwrap()
+        .iter()
+        .all(|p| p.status == Status::Queued));
+    assert_eq!(f.script.lock().unwrap().posts.len(), 1);
+    let done = f.outbox.send_due(T0 + 15 * MIN).await.unwrap();
+    assert!(done
+        .iter()
+        .any(|d| d.id == p.id && d.status == Status::Posted));
+}
+
+#[tokio::test]
+async fn a_sender_that_died_mid_call_is_reconciled_not_reposted() {
+    let f = fixture("").await;
+    let p = queue(&f, order("crash"), T0).await;
+    // A sender claims it and dies before recording anything.
+    let claimed = f
+        .outbox
+        .store()
+        .claim_posts(T0, T0 + 2 * MIN, 1, None)
+        .await
+        .unwrap();
+    assert_eq!(claimed[0].status, Status::Sending);
+    // While its lease holds, nobody else touches it.
+    assert!(f.outbox.send_due(T0 + MIN).await.unwrap().is_empty());
+    // The platform had created it.
+    f.script.lock().unwrap().found = Some(Posted {
+        id: "tw-early".into(),
+        url: None,
+    });
+    let done = f.outbox.send_due(T0 + 3 * MIN).await.unwrap();
+    assert_eq!(done[0].id, p.id);
+    assert_eq!(done[0].status, Status::Posted);
+    assert_eq!(done[0].platform_id.as_deref(), Some("tw-early"));
+    let s = f.script.lock().unwrap();
+    assert_eq!(
+        (s.finds, s.posts.len()),
+        (1, 0),
+        "looked up, never sent again"
+    );
+}
+
+#[tokio::test]
+async fn a_lost_answer_is_looked_up_before_the_retry() {
+    let f = fixture("").await;
+    f.script
+        .lock()
+        .unwrap()
+        .answers
+        .push_back(Err(err(ErrorKind::Network, None)));
+    queue(&f, order("net"), T0).await;
+    let after = f.outbox.send_due(T0).await.unwrap();
+    assert!(after[0].unsure);
+    assert_eq!(after[0].not_before, T0 + 30_000);
+    // The platform did not get it: sent again, once.
+    let done = f.outbox.send_due(T0 + 30_000).await.unwrap();
+    assert_eq!(done[0].status, Status::Posted);
+    let s = f.script.lock().unwrap();
+    assert_eq!((s.finds, s.posts.len()), (1, 2));
+}
+
+#[tokio::test]
+async fn unavailable_retries_with_backoff_then_dead_and_retry_revives() {
+    let f = fixture("").await;
+    for _ in 0..5 {
+        f.script
+            .lock()
+            .unwrap()
+            .answers
+            .push_back(Err(err(ErrorKind::Unavailable, None)));
+    }
+    let p = queue(&f, order("down"), T0).await;
+    let mut now = T0;
+    let mut delays = vec![];
+    loop {
+        let r = f.outbox.send_due(now).await.unwrap().pop().unwrap();
+        if r.status != Status::Queued {
+            assert_eq!(r.status, Status::Dead);
+            assert_eq!(r.attempts, 5);
+            break;
+        }
+        delays.push((r.not_before - now) / 1000);
+        now = r.not_before;
+    }
+    assert_eq!(delays, vec![30, 60, 120, 240]);
+    let revived = f
+        .outbox
+        .store()
+        .retry_post(p.id, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((revived.status, revived.attempts), (Status::Queued, 0));
+    assert_eq!(
+        f.outbox.send_due(now).await.unwrap()[0].status,
+        Status::Posted
+    );
+}
+
+#[tokio::test]
+async fn refusals_fail_at_once_and_replies_fail_with_them() {
+    let f = fixture("").await;
+    f.script
+        .lock()
+        .unwrap()
+        .answers
+        .push_back(Err(err(ErrorKind::Invalid, None)));
+    let parent = queue(&f, order("bad"), T0).await;
+    let mut child = order("reply");
+    child.parent = Some(parent.id);
+    let child = queue(&f, child, T0).await;
+    f.outbox.send_due(T0).await.unwrap();
+    let parent = f.outbox.store().get_post(parent.id).await.unwrap().unwrap();
+    let child = f.outbox.store().get_post(child.id).await.unwrap().unwrap();
+    assert_eq!(parent.status, Status::Failed);
+    assert_eq!(child.status, Status::Failed);
+    assert_eq!(
+        child.error.as_deref(),
+        Some("the post it replies to was not posted")
+    );
+}
+
+#[tokio::test]
+async fn replies_wait_for_their_parent_and_carry_its_id() {
+    let f = fixture("").await;
+    let parent = queue(&f, order("1/2"), T0).await;
+    let mut o = order("2/2");
+    o.parent = Some(parent.id);
+    queue(&f, o, T0).await;
+    let done = f.outbox.send_due(T0).await.unwrap();
+    assert_eq!(done.len(), 2);
+    let s = f.script.lock().unwrap();
+    assert_eq!(s.posts[0].reply_to, None);
+    assert_eq!(s.posts[1].reply_to.as_deref(), Some("tw1"));
+}
+
+#[tokio::test]
+async fn caps_reschedule_to_the_next_safe_slot() {
+    let f = fixture("daily_max = 2\nmin_gap = '30m'").await;
+    queue(&f, order("one"), T0).await;
+    queue(&f, order("two"), T0).await;
+    queue(&f, order("three"), T0).await;
+    let r = f.outbox.send_due(T0).await.unwrap();
+    assert_eq!(r[0].status, Status::Posted);
+    assert_eq!(r[1].status, Status::Queued);
+    assert_eq!(r[1].not_before, T0 + 30 * MIN, "min_gap");
+    let r = f.outbox.send_due(T0 + 30 * MIN).await.unwrap();
+    assert_eq!(r[0].status, Status::Posted);
+    assert_eq!(
+        r[1].not_before,
+        T0 + 24 * 60 * MIN,
+        "daily_max: when the first leaves the day"
+    );
+    assert!(r[1].error.as_deref().unwrap().contains("daily_max"));
+}
+
+#[tokio::test]
+async fn metrics_are_read_at_each_offset_then_stop() {
+    let f = fixture("").await;
+    let p = queue(&f, order("watch me"), T0).await;
+    f.outbox.send_due(T0).await.unwrap();
+    assert_eq!(f.outbox.poll_metrics(T0 + 30 * MIN).await.unwrap(), 0);
+    assert_eq!(f.outbox.poll_metrics(T0 + 60 * MIN).await.unwrap(), 1);
+    assert_eq!(f.outbox.poll_metrics(T0 + 61 * MIN).await.unwrap(), 0);
+    assert_eq!(f.outbox.poll_metrics(T0 + 6 * 60 * MIN).await.unwrap(), 1);
+    let after = f.outbox.store().get_post(p.id).await.unwrap().unwrap();
+    assert_eq!((after.metrics_next, after.metrics_done), (None, 2));
+    let samples = f.outbox.store().metric_samples(vec![p.id]).await.unwrap();
+    let values: Vec<i64> = samples.iter().map(|s| s.value).collect();
+    assert_eq!(values, vec![5, 10]);
+}
+
+#[tokio::test]
+async fn a_token_about_to_expire_is_warned_once_a_day() {
+    let f = fixture("").await;
+    f.script.lock().unwrap().expires_at = Some(T0 + 3 * 86_400_000);
+    let w = f.outbox.check_tokens(T0).await;
+    assert_eq!(w.len(), 1);
+    assert_eq!(w[0].days_left, 3);
+    assert!(f.outbox.check_tokens(T0 + 60 * MIN).await.is_empty());
+    assert_eq!(f.outbox.check_tokens(T0 + 25 * 60 * MIN).await.len(), 1);
+    f.script.lock().unwrap().expires_at = Some(T0 + 30 * 86_400_000);
+    assert!(f.outbox.check_tokens(T0 + 50 * 60 * MIN).await.is_empty());
+}
+
+#[tokio::test]
+async fn cancel_only_what_is_queued() {
+    let f = fixture("").await;
+    let p = queue(&f, order("later"), T0).await;
+    let c = f
+        .outbox
+        .store()
+        .cancel_post(p.id, T0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.status, Status::Cancelled);
+    assert!(f
+        .outbox
+        .store()
+        .cancel_post(p.id, T0)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(f.outbox.send_due(T0).await.unwrap().is_empty());
+}
