@@ -457,4 +457,103 @@ async fn drive(b: &Session, d: &Daemon, shots: &Path) {
     })
     .await;
     b.screenshot(&shots.join("schedules.png")).await;
+
+    // Social: outbox posts by state and one post's engagement over time.
+    let (posted, queued) = seed_social(dir).await;
+    b.click("#nav a[data-page=\"social\"]").await;
+    b.wait_text(
+        &format!("#social-posts tr[data-post=\"{posted}\"]"),
+        "the posted post",
+        |t| t.contains("posted") && t.contains("hello from the swarm"),
+    )
+    .await;
+    // Text from scripts is text: the markup in the queued post is shown, not run.
+    b.wait_text(
+        &format!("#social-posts tr[data-post=\"{queued}\"]"),
+        "the queued post",
+        |t| t.contains("<img src=x onerror=alert(1)>"),
+    )
+    .await;
+    assert_eq!(
+        b.eval("return document.querySelectorAll('#social-posts img').length;")
+            .await,
+        0
+    );
+    b.click(&format!("#social-posts tr[data-post=\"{posted}\"]"))
+        .await;
+    b.wait_text(
+        "#social-detail .chart[data-metric=\"likes\"] figcaption",
+        "likes",
+        |t| t == "likes: 9",
+    )
+    .await;
+    let points = "return document.querySelectorAll('.chart[data-metric=\"likes\"] circle').length;";
+    assert_eq!(b.eval(points).await, 2);
+    b.screenshot(&shots.join("social.png")).await;
+}
+
+/// Puts two posts in the daemon's outbox through the store: one posted with two
+/// engagement readings, one scheduled for next year (with markup in its text).
+async fn seed_social(dir: &Path) -> (i64, i64) {
+    use dreamos::clients::social::Platform;
+    use dreamos::social::{Inserted, NewPost, Outcome, PostContent};
+    use dreamos::store::SocialStore;
+    let db = dir.join("data/dreamos.db");
+    {
+        let store = dreamos::store::open_sqlite(&db).await.expect("open");
+        let now = chrono::Utc::now().timestamp_millis();
+        let post = |text: &str, key: &str, not_before: i64| NewPost {
+            account: "x-main".into(),
+            platform: Platform::X,
+            content: PostContent {
+                text: text.into(),
+                ..PostContent::default()
+            },
+            idempotency_key: key.into(),
+            not_before,
+            parent: None,
+            source: "test".into(),
+            max_attempts: 3,
+        };
+        let insert = |p: NewPost| {
+            let store = store.clone();
+            async move {
+                let hash = p.content.hash(&p.account);
+                match store.insert_post(p, hash, None, now).await.expect("insert") {
+                    Inserted::Created(r) => r.id,
+                    other => panic!("not created: {other:?}"),
+                }
+            }
+        };
+        let posted = insert(post("hello from the swarm", "k1", now)).await;
+        let claimed = store
+            .claim_posts(now, now + 60_000, 1, Some(posted))
+            .await
+            .expect("claim");
+        assert_eq!(
+            claimed.len(),
+            1,
+            "the test claims its post before the daemon"
+        );
+        let outcome = Outcome::Posted {
+            platform_id: "1001".into(),
+            url: Some("https://x.com/i/status/1001".into()),
+            at: now,
+            metrics_next: None,
+        };
+        store
+            .finish_post(posted, outcome, now)
+            .await
+            .expect("finish");
+        for (at, likes) in [(now + 1_000, 3), (now + 2_000, 9)] {
+            let values = vec![("likes".to_string(), likes), ("replies".to_string(), 1)];
+            store
+                .record_metrics(posted, at, values, None, None)
+                .await
+                .expect("metrics");
+        }
+        let next_year = now + 365 * 86_400_000;
+        let queued = insert(post("<img src=x onerror=alert(1)>", "k2", next_year)).await;
+        (posted, queued)
+    }
 }

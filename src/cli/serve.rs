@@ -115,6 +115,7 @@ async fn run(config: Arc<Config>, data_dir: &Path) -> anyhow::Result<ExitCode> {
             bus.clone(),
         ),
         scheduler: Some(scheduler_handle),
+        social: Some(store.clone() as Arc<dyn crate::store::SocialStore>),
         telemetry,
     };
     let control = tokio::task::spawn_local(daemon.serve(requests_rx));
@@ -126,6 +127,7 @@ async fn run(config: Arc<Config>, data_dir: &Path) -> anyhow::Result<ExitCode> {
         tasks: Some(tasks.clone()),
         schedules: Some(store.clone() as Arc<dyn ScheduleStore>),
         log_dir,
+        social: Some(store.clone() as Arc<dyn crate::store::SocialStore>),
     });
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {

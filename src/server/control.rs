@@ -111,6 +111,8 @@ pub struct Daemon {
     pub sessions: super::repl::Sessions,
     /// The daemon's scheduler: the Schedules page and `dreamos_schedule_*` metrics.
     pub scheduler: Option<crate::scheduler::Scheduler>,
+    /// The social outbox, for `dreamos_social_posts`.
+    pub social: Option<Arc<dyn crate::store::SocialStore>>,
     /// Counts kept from bus events, for `/metrics`.
     pub telemetry: super::telemetry::Telemetry,
 }
@@ -199,6 +201,10 @@ impl Daemon {
             None => None,
         };
         let schedules = self.scheduler.as_ref().map(|s| s.list());
+        let social = match &self.social {
+            Some(store) => super::social::counts(store.as_ref()).await.ok(),
+            None => None,
+        };
         let agents = self.supervisor.list();
         let telemetry = self.telemetry.lock();
         super::metrics::render(&super::metrics::Snapshot {
@@ -209,7 +215,7 @@ impl Daemon {
             schedules: schedules.as_deref(),
             telemetry: Some(&telemetry),
             process: super::process::read(),
-            social_outbox: None,
+            social_posts: social.as_deref(),
         })
     }
 

@@ -2,7 +2,8 @@
 //! as events arrive, so a state change shows without reloading.
 //!
 //! - `GET /api/events`: `agents` (every lifecycle transition, from `agents.events`),
-//!   `schedules` (runs starting and ending, from `schedules.events`), `tasks` (every task
+//!   `schedules` (runs starting and ending, from `schedules.events`), `social` (outbox
+//!   events: posted, failed, dead, ..., from `social.events`), `tasks` (every task
 //!   transition, read from the store's transition log after the last event seen) and `bus`
 //!   (each new message, read from the history after the last id seen). Tasks and messages
 //!   are read from the store rather than from in-process events because the CLI and other
@@ -30,6 +31,7 @@ struct Live {
     tasks: Option<crate::tasks::Tasks>,
     agents: Subscription,
     schedules: Subscription,
+    social: Subscription,
     last_message: i64,
     last_task_event: i64,
     ticker: tokio::time::Interval,
@@ -50,6 +52,7 @@ impl Live {
             tokio::select! {
                 Some(m) = self.agents.recv() => return event("agents", &m.payload),
                 Some(m) = self.schedules.recv() => return event("schedules", &m.payload),
+                Some(m) = self.social.recv() => return event("social", &m.payload),
                 _ = self.ticker.tick() => {
                     self.poll_tasks().await;
                     self.poll_bus().await;
@@ -119,6 +122,7 @@ pub async fn events(State(state): State<ApiState>) -> ApiResult {
         tasks: state.tasks.clone(),
         agents: subscribe(crate::agents::EVENTS_TOPIC)?,
         schedules: subscribe(crate::scheduler::TOPIC)?,
+        social: subscribe(crate::social::TOPIC)?,
         last_message: newest,
         last_task_event,
         ticker,

@@ -111,6 +111,16 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "Schedule runs since the daemon started, by outcome (ok, failed, skipped, missed).",
     ),
     (
+        "dreamos_social_posts",
+        "gauge",
+        "Social outbox posts by account and status.",
+    ),
+    (
+        "dreamos_social_events_total",
+        "counter",
+        "Social outbox events since the daemon started (posted, failed, dead, rescheduled, reconciled, token_expiring).",
+    ),
+    (
         "process_resident_memory_bytes",
         "gauge",
         "Resident memory size in bytes.",
@@ -158,9 +168,8 @@ pub struct Snapshot<'a> {
     pub schedules: Option<&'a [ScheduleInfo]>,
     pub telemetry: Option<&'a Counts>,
     pub process: ProcessStats,
-    /// The social outbox hook: its `dreamos_social_*` families, once the outbox is part
-    /// of the daemon. `None` exports nothing for it (never a made-up zero).
-    pub social_outbox: Option<String>,
+    /// Outbox posts per (account, status).
+    pub social_posts: Option<&'a [(String, crate::social::Status, u64)]>,
 }
 
 /// One sample line writer that refuses names missing from [`FAMILIES`] in debug builds.
@@ -231,8 +240,15 @@ pub fn render(s: &Snapshot<'_>) -> String {
         schedules(&mut out, list);
     }
     process(&mut out, &s.process);
-    if let Some(text) = &s.social_outbox {
-        out.0.push_str(text);
+    if let Some(posts) = s.social_posts {
+        out.family("dreamos_social_posts");
+        for (account, status, n) in posts {
+            out.sample(
+                "dreamos_social_posts",
+                &[("account", account), ("status", status.name())],
+                n,
+            );
+        }
     }
     out.0
 }
@@ -323,6 +339,10 @@ fn telemetry(out: &mut Out, t: &Counts) {
             &[("schedule", schedule), ("outcome", outcome)],
             n,
         );
+    }
+    out.family("dreamos_social_events_total");
+    for (event, n) in &t.social_events {
+        out.sample("dreamos_social_events_total", &[("event", event)], n);
     }
 }
 

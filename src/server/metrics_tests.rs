@@ -53,6 +53,7 @@ fn full_snapshot_text() -> String {
     telemetry.task_event(&serde_json::json!({"id": 1, "new": "claimed", "at": 0}));
     telemetry.task_event(&serde_json::json!({"id": 1, "new": "done", "at": 2_000}));
     telemetry.schedule_event(&serde_json::json!({"event": "ok", "schedule": "daily"}));
+    telemetry.social_event(&serde_json::json!({"event": "posted", "id": 1}));
     let schedules = [ScheduleInfo {
         name: "daily".into(),
         expr: "0 9 * * *".into(),
@@ -80,7 +81,7 @@ fn full_snapshot_text() -> String {
         schedules: Some(&schedules),
         telemetry: Some(&counts),
         process: super::super::process::read(),
-        social_outbox: None,
+        social_posts: Some(&[("x-main".into(), crate::social::Status::Posted, 3)]),
     })
 }
 
@@ -119,6 +120,8 @@ fn values_and_labels_as_prometheus_reads_them() {
         "dreamos_schedule_next_run_timestamp_seconds{schedule=\"daily\"} 1893488400",
         "dreamos_schedule_runs_total{schedule=\"daily\",outcome=\"ok\"} 1",
         "dreamos_schedules{state=\"active\"} 1",
+        "dreamos_social_posts{account=\"x-main\",status=\"posted\"} 3",
+        "dreamos_social_events_total{event=\"posted\"} 1",
     ] {
         assert!(
             text.lines().any(|l| l == line),

@@ -4,7 +4,8 @@
 //! - [`control`]: requests carried from the HTTP tasks to the supervisor's local task.
 //! - [`auth`]: the token (bearer or session cookie) and the anti-forgery checks.
 //! - [`assets`]: the dashboard's page, script and style, embedded in the binary.
-//! - [`api`]: JSON for the dashboard's Tasks, Bus, Schedules and Logs pages.
+//! - [`api`]: JSON for the dashboard's Tasks, Bus, Schedules and Logs pages; [`social`]
+//!   for its Social page.
 //! - [`events`]: server-sent events that keep the dashboard live.
 //! - [`metrics`], [`telemetry`], [`process`]: the Prometheus text and what feeds it.
 //!
@@ -23,8 +24,9 @@
 //! | `GET /api/tasks` · `GET /api/tasks/{id}` | tasks (filters: status, agent, category), one task with its dependencies |
 //! | `GET /api/bus/messages` · `/api/bus/dead` · `/api/bus/stats` · `POST /api/bus/dead/{id}/retry` | bus history, dead letters |
 //! | `GET /api/schedules` · `GET /api/schedules/{name}/runs` · `POST /api/schedules/{name}/run` | schedules |
+//! | `GET /api/social/posts` · `GET /api/social/posts/{id}/metrics` | outbox posts with counts by status, engagement samples |
 //! | `GET /api/logs` · `GET /api/logs/stream` | log search (live and archived files), live tail (SSE) |
-//! | `GET /api/events` | server-sent events: agents, tasks, schedules, bus |
+//! | `GET /api/events` | server-sent events: agents, tasks, schedules, bus, social |
 //! | `GET /` · `POST /login` · `POST /logout` · `/assets/*` | the dashboard |
 //! | `GET /metrics` | Prometheus text (no token: read-only numbers, loopback by default) |
 //! | `GET /health` | `ok` (no token; for container health checks) |
@@ -38,6 +40,7 @@ pub mod files;
 pub mod metrics;
 pub mod process;
 pub mod repl;
+pub mod social;
 pub mod telemetry;
 
 use std::path::PathBuf;
@@ -68,6 +71,8 @@ pub struct ApiState {
     pub schedules: Option<Arc<dyn crate::store::ScheduleStore>>,
     /// Where the JSON-lines logs are, for the Logs page; `None` when no files are written.
     pub log_dir: Option<PathBuf>,
+    /// The social outbox's store, for the Social page.
+    pub social: Option<Arc<dyn crate::store::SocialStore>>,
 }
 
 /// The control API, the dashboard and `/metrics`.
@@ -92,6 +97,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/schedules", get(api::schedules))
         .route("/api/schedules/{name}/runs", get(api::schedule_runs))
         .route("/api/schedules/{name}/run", post(api::schedule_run))
+        .route("/api/social/posts", get(social::posts))
+        .route("/api/social/posts/{id}/metrics", get(social::post_metrics))
         .route("/api/logs", get(api::logs))
         .route("/api/logs/stream", get(events::log_stream))
         .route("/api/events", get(events::events))

@@ -1,6 +1,7 @@
 //! Numbers `/metrics` needs that no store keeps: how long tasks take from claim to done
-//! (a histogram), and counts of task transitions and schedule runs since the daemon
-//! started. One tokio task listens to `tasks.events` and `schedules.events` on the bus and
+//! (a histogram), and counts of task transitions, schedule runs and social outbox events
+//! since the daemon started. One tokio task listens to `tasks.events`, `schedules.events`
+//! and `social.events` on the bus and
 //! updates a [`Telemetry`] that the metrics handler reads.
 
 use std::collections::{BTreeMap, HashMap};
@@ -44,6 +45,8 @@ pub struct Counts {
     pub task_transitions: BTreeMap<String, u64>,
     /// Schedule runs by (schedule, outcome): `ok`, `failed`, `skipped`, `missed`.
     pub schedule_runs: BTreeMap<(String, String), u64>,
+    /// Social outbox events by kind (`posted`, `failed`, `dead`, ...).
+    pub social_events: BTreeMap<String, u64>,
     /// When each task now held was claimed; removed when it ends.
     claimed_at: HashMap<i64, Millis>,
 }
@@ -97,6 +100,17 @@ impl Telemetry {
             .or_default() += 1;
     }
 
+    /// Applies one `social.events` payload.
+    pub fn social_event(&self, event: &serde_json::Value) {
+        if let Some(kind) = event.get("event").and_then(|v| v.as_str()) {
+            *self
+                .lock()
+                .social_events
+                .entry(kind.to_string())
+                .or_default() += 1;
+        }
+    }
+
     pub fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {
         self.counts.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -105,12 +119,14 @@ impl Telemetry {
     pub fn spawn_listener(&self, bus: &Bus) -> anyhow::Result<tokio::task::JoinHandle<()>> {
         let mut tasks = bus.subscribe(crate::tasks::TOPIC)?;
         let mut schedules = bus.subscribe(crate::scheduler::TOPIC)?;
+        let mut social = bus.subscribe(crate::social::TOPIC)?;
         let me = self.clone();
         Ok(tokio::spawn(async move {
             loop {
                 tokio::select! {
                     Some(m) = tasks.recv() => me.task_event(&m.payload),
                     Some(m) = schedules.recv() => me.schedule_event(&m.payload),
+                    Some(m) = social.recv() => me.social_event(&m.payload),
                     else => return,
                 }
             }

@@ -250,8 +250,71 @@ async function loadRuns() {
     el("td", {}, stateBadge(r.outcome)), el("td", {}, r.error || ""))));
 }
 
+// ---- Social -------------------------------------------------------------------------
+const POST_STATUSES = ["queued", "sending", "posted", "failed", "dead", "cancelled", "deleted"];
+let openPost = null;
+
+async function loadSocial() {
+  const params = new URLSearchParams(new FormData($("#social-filters")));
+  const d = await getJSON("/api/social/posts?" + params);
+  $("#social-counts").replaceChildren(...POST_STATUSES.map((k) => el("span", { "data-count": k }, `${k}: `, el("strong", {}, d.counts[k] || 0))));
+  fill($("#social-posts tbody"), d.posts.map((p) => el("tr", { "data-post": p.id, class: "clickable", onclick: () => { openPost = p; loadPostMetrics(); } },
+    el("td", {}, p.id), el("td", {}, p.account), el("td", {}, p.platform), el("td", {}, stateBadge(p.status)),
+    el("td", { class: "message" }, p.title ? p.title + " — " + p.text : p.text),
+    el("td", {}, time((p.posted_at || p.not_before) * 1000)), el("td", {}, p.attempts),
+    el("td", {}, p.url ? el("a", { href: safeUrl(p.url), rel: "noopener noreferrer", target: "_blank" }, p.url) : (p.error || "")))));
+  if (openPost !== null) await loadPostMetrics();
+}
+
+// Only http(s) links become clickable; anything else (javascript:, data:) is shown as text.
+function safeUrl(url) {
+  return /^https?:\/\//i.test(String(url)) ? String(url) : "#social";
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+function svg(tag, attrs, ...children) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+  for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return node;
+}
+
+// One small line chart per engagement metric (likes, replies, ...), over sample time.
+function chart(name, points) {
+  const w = 320, h = 120, pad = 28;
+  const xs = points.map((p) => p.taken_at), ys = points.map((p) => p.value);
+  const x0 = Math.min(...xs), x1 = Math.max(...xs), y1 = Math.max(1, ...ys);
+  const sx = (x) => pad + (x1 === x0 ? (w - 2 * pad) / 2 : ((x - x0) / (x1 - x0)) * (w - 2 * pad));
+  const sy = (y) => h - pad - (y / y1) * (h - 2 * pad);
+  const path = points.map((p, i) => `${i ? "L" : "M"}${sx(p.taken_at).toFixed(1)},${sy(p.value).toFixed(1)}`).join(" ");
+  return el("figure", { class: "chart", "data-metric": name },
+    svg("svg", { viewBox: `0 0 ${w} ${h}`, width: w, height: h, role: "img" },
+      svg("line", { x1: pad, y1: h - pad, x2: w - pad, y2: h - pad, class: "axis" }),
+      svg("text", { x: 2, y: pad, class: "tick" }, y1),
+      svg("text", { x: 2, y: h - pad, class: "tick" }, 0),
+      svg("path", { d: path, class: "series" }),
+      ...points.map((p) => svg("circle", { cx: sx(p.taken_at).toFixed(1), cy: sy(p.value).toFixed(1), r: 3, class: "point" },
+        svg("title", {}, `${name} ${p.value} at ${time(p.taken_at)}`)))),
+    el("figcaption", {}, `${name}: ${ys[ys.length - 1]}`));
+}
+
+async function loadPostMetrics() {
+  const p = openPost;
+  const samples = await getJSON(`/api/social/posts/${Number(p.id)}/metrics`);
+  const byName = {};
+  for (const s of samples) (byName[s.name] = byName[s.name] || []).push(s);
+  const box = $("#social-detail");
+  box.replaceChildren(
+    el("h3", {}, `Post ${p.id} on ${p.account}`),
+    el("p", { class: "message" }, p.text),
+    Object.keys(byName).length
+      ? el("div", { class: "charts" }, ...Object.entries(byName).map(([name, pts]) => chart(name, pts)))
+      : el("p", { class: "hint" }, "no engagement read yet"));
+  box.hidden = false;
+}
+
 // ---- Pages, live events -------------------------------------------------------------
-const PAGES = { agents: loadAgents, tasks: loadTasks, logs: async () => startLogTail(), bus: loadBus, schedules: loadSchedules };
+const PAGES = { agents: loadAgents, tasks: loadTasks, logs: async () => startLogTail(), bus: loadBus, schedules: loadSchedules, social: loadSocial };
 let current = null;
 
 function show() {
@@ -273,6 +336,7 @@ function connect() {
   events.addEventListener("agents", () => { if (current === "agents") soon("agents", loadAgents); });
   events.addEventListener("tasks", () => { if (current === "tasks") soon("tasks", loadTasks); });
   events.addEventListener("schedules", () => { if (current === "schedules") soon("schedules", loadSchedules); });
+  events.addEventListener("social", () => { if (current === "social") soon("social", loadSocial); });
   events.addEventListener("bus", (e) => {
     if (current === "bus") busEvent(JSON.parse(e.data));
     if (current === "agents") soon("agents", loadAgents); // inbox depths
@@ -284,6 +348,9 @@ function init() {
   for (const s of STATUSES) statusSelect.append(el("option", { value: s }, s));
   $("#task-filters").addEventListener("input", () => soon("tasks", loadTasks));
   $("#task-filters").addEventListener("submit", (e) => e.preventDefault());
+  for (const s of POST_STATUSES) $("#social-status").append(el("option", { value: s }, s));
+  $("#social-filters").addEventListener("input", () => soon("social", loadSocial));
+  $("#social-filters").addEventListener("submit", (e) => e.preventDefault());
   for (const id of ["#log-level", "#log-agent", "#log-text"]) $(id).addEventListener("input", () => soon("logtail", async () => startLogTail()));
   $("#log-filters").addEventListener("submit", (e) => searchLogs(e).catch((err) => notice(String(err))));
   window.addEventListener("hashchange", show);
