@@ -275,6 +275,14 @@ fn the_http_side_refuses_requests_without_the_token_and_forged_ones() {
             status["restarts"], 0,
             "a refused request changed nothing: {status}"
         );
+        // `dreamos dashboard` tells where to log in and with what.
+        let out = dreamos(d.dir.path(), &["dashboard", "--no-open"]);
+        let printed = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            printed.contains(&format!("http://{}/", d.addr)),
+            "{printed}"
+        );
+        assert!(printed.contains(&d.token), "{printed}");
         // Health and metrics are open (read-only).
         let r = client.get(url("/health")).send().await.expect("get");
         assert_eq!(r.status(), 200);
