@@ -301,6 +301,92 @@ fn the_http_side_refuses_requests_without_the_token_and_forged_ones() {
     });
 }
 
+#[test]
+fn a_dead_letter_is_listed_and_retried_through_the_api() {
+    let d = start_daemon();
+    runtime().block_on(async {
+        // A message that failed for good, made with the library on the daemon's database.
+        let store = dreamos::store::open_sqlite(&d.dir.path().join("data/dreamos.db"))
+            .await
+            .expect("open");
+        let bus = dreamos::bus::Bus::new(store, dreamos::bus::BusConfig::default()).expect("bus");
+        let receipt = bus
+            .send(
+                "test",
+                "jobs",
+                &serde_json::json!({"job": 1}),
+                Default::default(),
+            )
+            .await
+            .expect("send");
+        let delivery = bus
+            .recv("jobs", Some(Duration::from_secs(30)))
+            .await
+            .expect("recv")
+            .expect("a delivery");
+        bus.nack(&delivery, "cannot do job 1", false)
+            .await
+            .expect("nack");
+        let client = reqwest::Client::new();
+        let get = |path: &str| {
+            client
+                .get(format!("http://{}{path}", d.addr))
+                .bearer_auth(&d.token)
+                .send()
+        };
+        let dead: serde_json::Value = get("/api/bus/dead")
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        let ids: Vec<i64> = dead
+            .as_array()
+            .expect("list")
+            .iter()
+            .filter_map(|m| m["id"].as_i64())
+            .collect();
+        assert_eq!(ids, [receipt.id()], "{dead}");
+        assert_eq!(dead[0]["error"], "cannot do job 1");
+        let r = client
+            .post(format!(
+                "http://{}/api/bus/dead/{}/retry",
+                d.addr,
+                receipt.id()
+            ))
+            .bearer_auth(&d.token)
+            .send()
+            .await
+            .expect("retry");
+        assert_eq!(r.status(), 200);
+        let dead: serde_json::Value = get("/api/bus/dead")
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(dead, serde_json::json!([]));
+        let again = bus
+            .recv("jobs", Some(Duration::from_secs(30)))
+            .await
+            .expect("recv")
+            .expect("delivered again");
+        assert_eq!(again.message.payload, serde_json::json!({"job": 1}));
+        // Retrying something that is not dead says so.
+        let r = client
+            .post(format!(
+                "http://{}/api/bus/dead/{}/retry",
+                d.addr,
+                receipt.id()
+            ))
+            .bearer_auth(&d.token)
+            .send()
+            .await
+            .expect("retry");
+        assert_eq!(r.status(), 409);
+    });
+}
+
 /// Where the browser and its driver are, or why the test cannot run.
 fn browser() -> Result<(PathBuf, PathBuf), String> {
     let find = |names: &[&str]| {
