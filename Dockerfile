@@ -1,3 +1,4 @@
+# syntax=docker/dockerfile:1
 # Dream.OS in a container: `docker build -t dreamos .`, then see deploy/compose.yaml.
 #
 # Build stage: the release binary. Everything C it needs (Lua, SQLite) is vendored and

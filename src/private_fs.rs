@@ -3,7 +3,7 @@
 //! process creates get mode 0700 and files 0600, whatever the umask; directories that
 //! already exist keep the mode their owner gave them (a data directory may be `.`).
 
-use std::fs::{DirBuilder, File, OpenOptions};
+use std::fs::{DirBuilder, OpenOptions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
@@ -26,13 +26,14 @@ pub fn options() -> OpenOptions {
     o
 }
 
-/// Creates `path` with mode 0600 if missing, or takes group and other access away if it
-/// exists (for files that are ours alone, like the database).
-pub fn ensure_private_file(path: &Path) -> io::Result<()> {
-    let file: File = options().create(true).append(true).open(path)?;
-    let mode = file.metadata()?.permissions().mode();
+/// Takes group and other access away from an existing file (for files that are ours
+/// alone, like the database). Works by path (stat and chmod) and never opens the file:
+/// closing any descriptor of a file drops every POSIX lock this process holds on it, and
+/// SQLite's locks on the database are such locks.
+pub fn restrict_file(path: &Path) -> io::Result<()> {
+    let mode = std::fs::metadata(path)?.permissions().mode();
     if mode & 0o077 != 0 {
-        file.set_permissions(std::fs::Permissions::from_mode(mode & 0o700))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700))?;
     }
     Ok(())
 }
@@ -55,10 +56,14 @@ mod tests {
         let db = dir.join("x.db");
         std::fs::write(&db, b"").expect("write");
         std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-        ensure_private_file(&db).expect("tighten");
+        restrict_file(&db).expect("tighten");
         assert_eq!(mode(&db), 0o600);
-        let fresh = dir.join("y.db");
-        ensure_private_file(&fresh).expect("create");
+        let fresh = dir.join("y.log");
+        options()
+            .write(true)
+            .create_new(true)
+            .open(&fresh)
+            .expect("create");
         assert_eq!(mode(&fresh), 0o600);
     }
 }

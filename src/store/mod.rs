@@ -48,8 +48,8 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot create the database file {} with mode 0600: {source}", path.display())]
-    CreateFile {
+    #[error("cannot restrict the database file {} to mode 0600: {source}", path.display())]
+    Restrict {
         path: PathBuf,
         #[source]
         source: std::io::Error,

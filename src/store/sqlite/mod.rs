@@ -353,15 +353,16 @@ fn open_writer(path: &Path) -> Result<Connection, StoreError> {
         path: path.to_path_buf(),
         source,
     };
-    // The database holds messages, tasks and agent state: this user's only. SQLite gives
-    // its -wal and -shm files the database file's mode, so they follow.
+    let mut conn = Connection::open(path).map_err(open_err)?;
+    // The database holds messages, tasks and agent state: this user's only. Restricted
+    // right after SQLite created it and before WAL mode creates the -wal and -shm files,
+    // which SQLite gives the database file's mode.
     if path != Path::new(":memory:") {
-        crate::private_fs::ensure_private_file(path).map_err(|source| StoreError::CreateFile {
+        crate::private_fs::restrict_file(path).map_err(|source| StoreError::Restrict {
             path: path.to_path_buf(),
             source,
         })?;
     }
-    let mut conn = Connection::open(path).map_err(open_err)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
     // WAL: readers never block the writer and a commit is one sequential append.
     // synchronous=FULL: every commit fsyncs the WAL before it returns, so what we
