@@ -9,7 +9,7 @@ use crate::server::files;
 pub fn run(config: &Config, no_open: bool) -> anyhow::Result<ExitCode> {
     let data_dir = config.resolve(&config.runtime.data_dir);
     let (info, token) = files::find_daemon(&data_dir)?;
-    let url = format!("http://{}/", info.addr);
+    let url = files::dashboard_url(&info.addr);
     println!("dashboard: {url}");
     println!("token:     {token}");
     if no_open {

@@ -149,7 +149,10 @@ async fn run(config: Arc<Config>, data_dir: &Path) -> anyhow::Result<ExitCode> {
         config.agents.len(),
         data_dir.join(files::TOKEN_FILE).display()
     );
-    eprintln!("dreamos serve: dashboard http://{addr}/ (token {token})");
+    eprintln!(
+        "dreamos serve: dashboard {} (token {token})",
+        files::dashboard_url(&addr.to_string())
+    );
 
     let signal = wait_for_signal().await?;
     tracing::info!(%signal, "stopping agents");

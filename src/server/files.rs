@@ -108,6 +108,18 @@ pub fn write_info(data_dir: &Path, info: &DaemonInfo) -> anyhow::Result<PathBuf>
     Ok(path)
 }
 
+/// The dashboard's address for a person on this machine: a daemon listening on every
+/// interface (`0.0.0.0`, `::`) is reached at the loopback address.
+pub fn dashboard_url(addr: &str) -> String {
+    match addr.parse::<std::net::SocketAddr>() {
+        Ok(a) if a.ip().is_unspecified() => {
+            let local = if a.is_ipv4() { "127.0.0.1" } else { "[::1]" };
+            format!("http://{local}:{}/", a.port())
+        }
+        _ => format!("http://{addr}/"),
+    }
+}
+
 /// Removes `daemon.json` on a clean exit, so the CLI says "no daemon" rather than
 /// "unreachable".
 pub fn remove_info(data_dir: &Path) {
@@ -135,4 +147,16 @@ pub fn find_daemon(data_dir: &Path) -> anyhow::Result<(DaemonInfo, String)> {
         )
     })?;
     Ok((info, token.trim().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dashboard_of_a_daemon_on_every_interface_is_on_loopback() {
+        assert_eq!(dashboard_url("0.0.0.0:7878"), "http://127.0.0.1:7878/");
+        assert_eq!(dashboard_url("[::]:7878"), "http://[::1]:7878/");
+        assert_eq!(dashboard_url("127.0.0.1:9"), "http://127.0.0.1:9/");
+    }
 }
