@@ -192,6 +192,15 @@ fn a_429_from_x_reschedules_the_post_to_the_reset() {
     );
     // `social send` before the reset sends nothing more.
     assert_eq!(ok(dir.path(), &["social", "send"]), "no post is due\n");
+    let accounts = ok(dir.path(), &["social", "accounts"]);
+    assert!(
+        accounts.starts_with("x-main (x): daily_max 0, hourly_max 0, min_gap 0s\n"),
+        "{accounts}"
+    );
+    assert!(
+        accounts.contains(&format!("    post rate-limited: blocked until {when}")),
+        "{accounts}"
+    );
     assert_eq!(
         fake.requests()
             .iter()
@@ -309,5 +318,49 @@ fn the_report_shows_a_sparkline_per_metric() {
     assert_eq!(
         json[0]["metrics"]["like_count"].as_array().unwrap().len(),
         2
+    );
+}
+
+#[test]
+fn scripts_queue_posts_and_get_the_worlds_answers_as_nil_err() {
+    let (_rt, fake) = fake_x();
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &fake, "");
+    std::fs::write(dir.path().join("secret.png"), b"png").unwrap();
+    let code = r#"
+local social = require('dreamos.social')
+local p = assert(social.post { account = 'x-main', text = 'from lua', at = '+1h' })
+print(p.id, p.status, p.platform)
+local again = assert(social.post { account = 'x-main', text = 'from lua', idempotency_key = p.idempotency_key })
+print(again.id == p.id)
+local none, err = social.post { account = 'x-main', text = 'from lua' }
+print(none, err.kind, err.id == p.id)
+local long, err2 = social.post { account = 'x-main', text = string.rep('字', 141) }
+print(long, err2.kind)
+local dry = assert(social.post { account = 'x-main', text = 'dry', dry_run = true })
+print(dry.status, dry.requests[1].method)
+local ok, e = pcall(social.post, { account = 'x-main', text = 'img', media = 'secret.png' })
+print(ok, e)
+print(#social.list { status = 'queued' })
+"#;
+    let o = ok(dir.path(), &["run", "-e", code]);
+    let lines: Vec<&str> = o.lines().collect();
+    assert_eq!(lines[0], "1\tqueued\tx");
+    assert_eq!(lines[1], "true");
+    assert_eq!(lines[2], "nil\tduplicate\ttrue");
+    assert_eq!(lines[3], "nil\tinvalid");
+    assert_eq!(lines[4], "dry_run\tPOST");
+    assert!(
+        lines[5].starts_with("false\t")
+            && lines[5].contains(
+                "social.post: media: access to 'secret.png' denied: no fs grant covers it"
+            ),
+        "{}",
+        lines[5]
+    );
+    assert_eq!(lines[6], "1");
+    assert!(
+        fake.requests().is_empty(),
+        "a script only queues; the daemon sends"
     );
 }

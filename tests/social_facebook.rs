@@ -185,3 +185,54 @@ async fn expiry_comes_from_debug_token_and_preview_hides_the_token() {
     );
     assert!(!format!("{p:?}").contains(PAGE_TOKEN));
 }
+
+#[tokio::test]
+async fn usage_climbs_to_100_percent_then_the_page_is_throttled() {
+    let fake = FakeFacebook::start().await;
+    fake.with(|s| s.page_call_limit = Some(2));
+    let fb = client(&fake);
+    let first = fb.post(&text("one")).await.unwrap();
+    let page = first
+        .rates
+        .iter()
+        .find(|r| r.bucket == "page-usage")
+        .unwrap();
+    assert_eq!(page.usage_percent, Some(50.0));
+    let second = fb.post(&text("two")).await.unwrap();
+    let buc = second
+        .rates
+        .iter()
+        .find(|r| r.bucket == "buc-pages")
+        .unwrap();
+    assert_eq!(buc.usage_percent, Some(100.0));
+    let err = fb.post(&text("three")).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::RateLimited);
+    assert!(err.retry_at.unwrap() >= now() + 59 * 60_000);
+    assert_eq!(fake.posts().len(), 2);
+}
+
+#[tokio::test]
+async fn several_photos_are_uploaded_unpublished_and_attached_to_one_post() {
+    let fake = FakeFacebook::start().await;
+    let fb = client(&fake);
+    let mut req = text("album");
+    req.media = vec![image(None), image(Some("https://cdn.example/2.jpg"))];
+    let preview = fb.preview(&req);
+    assert_eq!(preview.len(), 3);
+    assert!(
+        preview[2].body.contains("media_fbid"),
+        "{}",
+        preview[2].body
+    );
+    let id = fb.post(&req).await.unwrap().value.id;
+    let posts = fake.posts();
+    assert_eq!(posts.len(), 1, "the photos alone are not posts");
+    assert_eq!(
+        (posts[0].id.as_str(), posts[0].message.as_str()),
+        (id.as_str(), "album")
+    );
+    assert_eq!(posts[0].attached.len(), 2);
+    let reqs = fake.requests();
+    assert!(reqs[..2].iter().all(|r| r.params()["published"] == "false"));
+    assert_eq!(reqs[2].path, format!("/v24.0/{PAGE_ID}/feed"));
+}

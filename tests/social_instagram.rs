@@ -210,3 +210,21 @@ async fn a_lost_publish_answer_is_found_by_caption() {
     assert_eq!(found.id, fake.media()[0].id);
     assert!(ig.find(&photo("never", 1), since).await.unwrap().is_none());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_container_that_never_finishes_is_given_up_without_publishing() {
+    let fake = FakeInstagram::start().await;
+    fake.with(|s| s.in_progress_polls = 1000);
+    let ig = client(&fake);
+    let err = ig.post(&photo("slow", 1)).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Unavailable, "{err}");
+    assert!(
+        err.message.contains("IN_PROGRESS") && err.message.contains("nothing was published"),
+        "{err}"
+    );
+    assert!(fake.media().is_empty());
+    assert!(fake
+        .requests()
+        .iter()
+        .all(|r| !r.path.ends_with("/media_publish")));
+}

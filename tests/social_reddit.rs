@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use dreamos::clients::social::{connect, ErrorKind, Media, Platform, PostRequest, SocialClient};
 use fakes::social::common::{basic, spec, MemTokens};
-use fakes::social::reddit::{FakeReddit, CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME};
+use fakes::social::reddit::{
+    FakeReddit, CLIENT_ID, CLIENT_SECRET, PASSWORD, REFRESH_TOKEN, USERNAME,
+};
 
 const UA: &str = "linux:org.dreamos.test:v0.1 (by /u/dreambot)";
 
@@ -244,4 +246,24 @@ async fn missing_title_is_refused_and_preview_masks_the_token() {
         .headers
         .contains(&("authorization".into(), "Bearer ****".into())));
     assert!(fake.requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_web_app_account_uses_its_permanent_refresh_token() {
+    let fake = FakeReddit::start().await;
+    let creds = [
+        ("client_id", CLIENT_ID),
+        ("client_secret", CLIENT_SECRET),
+        ("username", USERNAME),
+        ("refresh_token", REFRESH_TOKEN),
+        ("user_agent", UA),
+    ];
+    let s = spec(Platform::Reddit, &fake.url, &creds);
+    let rd = connect(s, reqwest::Client::new(), MemTokens::new()).unwrap();
+    rd.post(&post("from a web app", "x")).await.unwrap();
+    let grant = fake.requests()[0].form();
+    assert_eq!(grant["grant_type"], "refresh_token");
+    assert_eq!(grant["refresh_token"], REFRESH_TOKEN);
+    assert!(!grant.contains_key("password"));
+    assert_eq!(fake.things().len(), 1);
 }

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use fakes::social::facebook::{FakeFacebook, PAGE_ID, PAGE_TOKEN};
 use fakes::social::instagram::{FakeInstagram, IG_TOKEN, IG_USER};
+use fakes::social::linkedin::{FakeLinkedin, AUTHOR, TOKEN as LI_TOKEN};
 use fakes::social::reddit::{FakeReddit, CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME};
+use fakes::social::stocktwits::{FakeStocktwits, TOKEN as ST_TOKEN};
 use fakes::social::x::FakeX;
 
 fn rt() -> tokio::runtime::Runtime {
@@ -38,6 +40,8 @@ fn command(dir: &Path, args: &[&str]) -> Command {
         .env("T_RD_PASSWORD", PASSWORD)
         .env("T_FB_TOKEN", PAGE_TOKEN)
         .env("T_IG_TOKEN", IG_TOKEN)
+        .env("T_LI_TOKEN", LI_TOKEN)
+        .env("T_ST_TOKEN", ST_TOKEN)
         .args(args);
     c
 }
@@ -150,6 +154,108 @@ fn instagram_posts_an_image_by_its_public_url() {
         .with(|s| s.containers.values().next().cloned())
         .unwrap();
     assert_eq!(container.image_url, "https://cdn.example/today.jpg");
+}
+
+#[test]
+fn linkedin_posts_the_latest_devlog_with_hashtags() {
+    let rt = rt();
+    let fake = rt.block_on(FakeLinkedin::start());
+    let dir = setup(&format!(
+        "[social.accounts.li]\nplatform = \"linkedin\"\nbase_url = \"{}\"\nauthor_urn = \"{AUTHOR}\"\n\
+         access_token_env = \"T_LI_TOKEN\"\n",
+        fake.url
+    ));
+    devlog(
+        dir.path(),
+        "research",
+        "Compared four rate-limit header formats",
+    );
+    ok(dir.path(), &["run", &script("linkedin_devlog.lua")]);
+    ok(dir.path(), &["social", "send"]);
+    let posts = fake.with(|s| s.posts.clone());
+    assert_eq!(posts.len(), 1);
+    assert_eq!(posts[0].body["author"], AUTHOR);
+    // Reserved characters of LinkedIn's little-text format arrive escaped.
+    assert_eq!(
+        posts[0].body["commentary"],
+        "Dev update \\(research\\): Compared four rate-limit header formats\n\n\\#buildinpublic \\#research"
+    );
+    let queue = ok(dir.path(), &["social", "queue", "--all", "--json"]);
+    let queue: serde_json::Value = serde_json::from_str(&queue).unwrap();
+    assert_eq!(queue[0]["platform_id"], posts[0].urn.as_str());
+}
+
+#[test]
+fn stocktwits_posts_the_watchlist_with_cashtags_and_sentiment() {
+    let rt = rt();
+    let fake = rt.block_on(FakeStocktwits::start());
+    let dir = setup(&format!(
+        "[social.accounts.st]\nplatform = \"stocktwits\"\nbase_url = \"{}\"\naccess_token_env = \"T_ST_TOKEN\"\n\
+         [social.accounts.st-demo]\nplatform = \"stocktwits\"\nbase_url = \"{}\"\n",
+        fake.url, fake.url
+    ));
+    std::fs::write(
+        dir.path().join("data/social/watchlist.json"),
+        r#"{"symbols": ["aapl", "NVDA"], "sentiment": "bullish", "note": "earnings week"}"#,
+    )
+    .unwrap();
+    ok(dir.path(), &["run", &script("stocktwits_watchlist.lua")]);
+    ok(dir.path(), &["social", "send"]);
+    let messages = fake.with(|s| s.messages.clone());
+    assert_eq!(messages.len(), 1);
+    assert_eq!(
+        messages[0].body,
+        "$AAPL $NVDA on my watchlist today: earnings week"
+    );
+    assert_eq!(messages[0].sentiment.as_deref(), Some("bullish"));
+
+    // An account without a token (StockTwits registers no new apps) previews only, and says so.
+    let o = command(
+        dir.path(),
+        &["social", "post", "st-demo", "$SPY looks heavy"],
+    )
+    .output()
+    .unwrap();
+    assert!(o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("dry run: account 'st-demo' has no StockTwits credentials"),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.starts_with(&format!("POST {}/messages/create.json", fake.url)),
+        "{stdout}"
+    );
+    assert_eq!(fake.with(|s| s.messages.len()), 1, "nothing sent");
+}
+
+#[test]
+fn devlog_to_social_posts_each_entry_once_per_account() {
+    let rt = rt();
+    let x = rt.block_on(FakeX::start());
+    let li = rt.block_on(FakeLinkedin::start());
+    let dir = setup(&format!(
+        "[social.accounts.x-main]\nplatform = \"x\"\nbase_url = \"{}\"\naccess_token_env = \"T_TOKEN\"\n\
+         [social.accounts.li]\nplatform = \"linkedin\"\nbase_url = \"{}\"\nauthor_urn = \"{AUTHOR}\"\n\
+         access_token_env = \"T_LI_TOKEN\"\n",
+        x.url, li.url
+    ));
+    devlog(dir.path(), "development", "Rate limits reschedule posts");
+    devlog(dir.path(), "system", "Tokens refresh and are stored");
+    for _ in 0..2 {
+        ok(dir.path(), &["run", &script("devlog_to_social.lua")]);
+        ok(dir.path(), &["social", "send"]);
+    }
+    let tweets: Vec<String> = x.tweets().into_iter().map(|t| t.text).collect();
+    assert_eq!(
+        tweets,
+        vec![
+            "Rate limits reschedule posts #development",
+            "Tokens refresh and are stored #system"
+        ]
+    );
+    assert_eq!(li.with(|s| s.posts.len()), 2);
 }
 
 /// A running daemon; killed if the test fails before it stops.

@@ -68,6 +68,7 @@ async fn an_image_is_uploaded_first_and_attached_by_media_id() {
     let x = client(&fake, MemTokens::new());
     let mut req = text("chart of the day");
     req.media.push(png("chart.png"));
+    req.media[0].alt_text = Some("a rising line".into());
     x.post(&req).await.unwrap();
     let reqs = fake.requests();
     assert_eq!(reqs[0].path, "/2/media/upload");
@@ -75,7 +76,10 @@ async fn an_image_is_uploaded_first_and_attached_by_media_id() {
     let media = parts.iter().find(|p| p.name == "media").unwrap();
     assert_eq!(media.data, *req.media[0].bytes);
     let uploaded: Vec<String> = fake.with(|s| s.media.iter().cloned().collect());
-    assert_eq!(reqs[1].json()["media"]["media_ids"][0], uploaded[0]);
+    assert_eq!(reqs[1].path, "/2/media/metadata");
+    let alt = fake.with(|s| s.alt_texts.get(&uploaded[0]).cloned());
+    assert_eq!(alt.as_deref(), Some("a rising line"));
+    assert_eq!(reqs[2].json()["media"]["media_ids"][0], uploaded[0]);
     assert_eq!(fake.tweets()[0].media_ids, uploaded);
 }
 
@@ -241,5 +245,26 @@ async fn connect_names_the_missing_credential() {
     assert!(
         err.message.contains("`client_id`") && err.message.contains("test-x"),
         "{err}"
+    );
+}
+
+#[tokio::test]
+async fn when_the_stored_tokens_are_dead_the_reconfigured_credentials_are_adopted() {
+    let fake = FakeX::start().await;
+    let tokens = MemTokens::new();
+    let dead = dreamos::clients::social::Tokens {
+        access_token: "revoked".into(),
+        refresh_token: Some("revoked-refresh".into()),
+        ..Default::default()
+    };
+    tokens.map.lock().unwrap().insert("test-x".into(), dead);
+    let x = client(&fake, tokens.clone());
+    x.post(&text("after re-authorising")).await.unwrap();
+    assert_eq!(fake.tweets().len(), 1);
+    let stored = tokens.map.lock().unwrap().get("test-x").cloned().unwrap();
+    assert_eq!(
+        stored.refresh_token.as_deref(),
+        Some("x-refresh-0"),
+        "the config's set replaced the dead one"
     );
 }

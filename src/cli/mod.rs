@@ -93,7 +93,7 @@ pub enum Command {
         #[arg(long)]
         no_open: bool,
     },
-    /// Social posting: post, queue, retry, cancel, send, report.
+    /// Social posting: post, queue, retry, cancel, send, accounts, report.
     Social {
         #[command(subcommand)]
         cmd: social::SocialCommand,

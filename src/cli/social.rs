@@ -1,4 +1,4 @@
-//! `dreamos social`: post, queue, retry, cancel, send, report.
+//! `dreamos social`: post, queue, retry, cancel, send, accounts, report.
 //!
 //! `post` stores the post in the outbox first, then (unless `--at`) makes the attempt
 //! itself, so a user sees the platform's answer; a post that is rate limited or fails for
@@ -65,6 +65,9 @@ pub enum SocialCommand {
     /// Attempt every post that is due now and read due metrics (what the daemon does
     /// continuously).
     Send,
+    /// The configured accounts: platform, caps, dry-run state, and learned budgets that
+    /// hold posts back.
+    Accounts,
     /// Engagement per post with a sparkline per metric.
     Report {
         #[arg(long)]
@@ -209,6 +212,10 @@ pub async fn run(
             }
             Ok(ExitCode::SUCCESS)
         }
+        SocialCommand::Accounts => {
+            accounts(&outbox).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         SocialCommand::Report {
             account,
             since,
@@ -349,4 +356,40 @@ async fn refuse(outbox: &Outbox, id: i64, action: &str, allowed: &str) -> anyhow
             "cannot {action} post {id}: there is no such post (see dreamos social queue --all)"
         ),
     }
+}
+
+async fn accounts(outbox: &Outbox) -> anyhow::Result<()> {
+    let config = &outbox.settings().accounts;
+    if config.is_empty() {
+        println!("no accounts: add [social.accounts.NAME] to dreamos.toml");
+        return Ok(());
+    }
+    let budgets = outbox.store().budgets().await?;
+    let now = now();
+    for (name, a) in config {
+        let caps = format!(
+            "daily_max {}, hourly_max {}, min_gap {}",
+            a.daily_max,
+            a.hourly_max,
+            crate::units::format_duration(a.min_gap)
+        );
+        println!("{name} ({}): {caps}", a.platform);
+        if let Some(reason) = outbox.dry_run_reason(name)? {
+            println!("    {reason}");
+        }
+        for (_, op, bucket, info, until) in budgets.iter().filter(|b| &b.0 == name) {
+            let left = info["remaining"]
+                .as_f64()
+                .map(|r| format!(" remaining {r}"))
+                .unwrap_or_default();
+            match until.filter(|t| *t > now) {
+                Some(t) => println!(
+                    "    {op} {bucket}:{left} blocked until {}",
+                    format_time(t, chrono_tz::Tz::UTC)
+                ),
+                None => println!("    {op} {bucket}:{left}"),
+            }
+        }
+    }
+    Ok(())
 }

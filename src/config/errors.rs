@@ -109,3 +109,41 @@ fn qualified(section: &Option<String>, key: &str) -> String {
         None => key.to_string(),
     }
 }
+
+/// Gives a validation error of a `[social...]` key the line it is on (`file:line: key:
+/// problem`), found from the key's table header; others are returned unchanged.
+pub(super) fn locate(err: ConfigError, text: &str) -> ConfigError {
+    let ConfigError::Invalid {
+        origin,
+        key,
+        message,
+    } = err
+    else {
+        return err;
+    };
+    let line = key
+        .strip_prefix("social.")
+        .and_then(|_| key.rsplit_once('.'))
+        .and_then(|(table, field)| {
+            let header = format!("[{table}]");
+            let lines: Vec<&str> = text.lines().collect();
+            let start = lines.iter().position(|l| l.trim() == header)?;
+            let found = lines[start + 1..].iter().position(|l| {
+                let l = l.trim_start();
+                l.starts_with(field) && l[field.len()..].trim_start().starts_with('=')
+            });
+            Some(found.map_or(start + 1, |i| start + 2 + i))
+        });
+    match line {
+        Some(line) => ConfigError::Parse {
+            origin,
+            line,
+            message: format!("{key}: {message}"),
+        },
+        None => ConfigError::Invalid {
+            origin,
+            key,
+            message,
+        },
+    }
+}

@@ -307,7 +307,9 @@ impl Config {
             toml::from_str(text).map_err(|e| errors::from_toml(&e, text, origin))?;
         let found = overrides::collect(vars);
         if found.is_empty() {
-            config.validate(&origin.display().to_string())?;
+            config
+                .validate(&origin.display().to_string())
+                .map_err(|e| errors::locate(e, text))?;
             return Ok(config);
         }
         let mut table: toml::Table =

@@ -122,12 +122,13 @@ pub const CREDENTIALS: &[(&str, bool)] = &[
     ("refresh_token", true),
     ("page_id", false),
     ("user_id", false),
-    ("ig_user_id", false),
     ("author_urn", false),
     ("user_agent", false),
     ("linkedin_version", false),
     ("app_id", false),
     ("app_secret", true),
+    ("expires_at", false),
+    ("refresh_expires_at", false),
 ];
 
 impl AccountConfig {
@@ -306,7 +307,7 @@ mod tests {
         let err =
             parse("[social.accounts.main]\nplatform = 'x'\nacess_token_env = 'T'\n").unwrap_err();
         assert!(
-            err.contains("social.accounts.main.acess_token_env: unknown key 'acess_token_env' (did you mean 'access_token_env'?)"),
+            err.starts_with("dreamos.toml:3: social.accounts.main.acess_token_env: unknown key 'acess_token_env' (did you mean 'access_token_env'?)"),
             "{err}"
         );
         let err =

@@ -26,18 +26,19 @@ pub struct PlatformLimits {
     pub media_url_required: bool,
 }
 
+/// The text limit comes from the clients (`clients::social::text::limit`), which check it.
 pub fn platform_limits(platform: Platform) -> PlatformLimits {
-    let (text, weighted, title, media, delete, url) = match platform {
-        Platform::X => (280, true, None, 4, true, false),
-        Platform::Reddit => (40_000, false, Some(300), 1, true, false),
-        Platform::Facebook => (63_206, false, None, 1, true, false),
-        Platform::Instagram => (2_200, false, None, 1, false, true),
-        Platform::Linkedin => (3_000, false, None, 1, true, false),
-        Platform::Stocktwits => (1_000, false, None, 1, false, false),
+    let (weighted, title, media, delete, url) = match platform {
+        Platform::X => (true, None, 4, true, false),
+        Platform::Reddit => (false, Some(300), 1, true, false),
+        Platform::Facebook => (false, None, 1, true, false),
+        Platform::Instagram => (false, None, 10, false, true),
+        Platform::Linkedin => (false, None, 1, true, false),
+        Platform::Stocktwits => (false, None, 1, false, false),
     };
     PlatformLimits {
         platform: platform.name(),
-        text,
+        text: crate::clients::social::text::limit(platform),
         weighted,
         title,
         media,

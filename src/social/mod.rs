@@ -11,9 +11,12 @@
 //! - [`types`]: the records the store keeps.
 //! - [`limits`]: platform text limits and the next safe slot under configured caps.
 //! - [`outbox`]: queueing (validation, idempotency, dedup, dry runs) and operator actions.
-//! - [`send`]: one attempt of one post: reconcile, check budgets, send, record.
-//! - [`worker`]: the daemon's loop that sends due posts, reads metrics, warns of tokens.
+//! - `send`: one attempt of one post: reconcile, check budgets, send, record; `request`
+//!   builds what a client gets (media read from disk).
+//! - [`worker`]: the daemon's loop that sends due posts, reads metrics at their offsets.
+//! - [`tokens`]: refreshed tokens in the store, the expiring-token warning.
 //! - [`report`]: engagement tables and sparklines for `dreamos social report`.
+//! - [`view`]: the JSON shape of a post for Lua and `--json`; the `at` time syntax.
 //!
 //! Platform HTTP lives in `crate::clients::social`; this module never speaks HTTP itself.
 
@@ -21,6 +24,7 @@ pub mod config;
 pub mod limits;
 pub mod outbox;
 pub mod report;
+mod request;
 mod send;
 pub mod tokens;
 pub mod types;
@@ -29,6 +33,7 @@ pub mod worker;
 
 pub use config::{AccountConfig, SocialConfig};
 pub use outbox::{platform_connect, Connect, Outbox, OutboxError, PostOrder, Queued};
+pub use request::mime_of;
 pub use types::*;
 
 /// Bus topic of outbox events: `posted`, `failed`, `dead`, `rescheduled`, `reconciled`,

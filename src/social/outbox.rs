@@ -1,13 +1,11 @@
 //! Queueing posts and the operator's actions on them. Sending is in `send.rs`.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::clients::social::{
-    AccountSpec, ErrorKind, Media, Metrics, PostRequest, RequestPreview, SocialClient, SocialError,
-    TokenStore,
+    AccountSpec, ErrorKind, Metrics, RequestPreview, SocialClient, SocialError, TokenStore,
 };
 use crate::config::Config;
 use crate::store::{Millis, SocialStore, StoreError};
@@ -240,38 +238,6 @@ impl Outbox {
         Ok(self.client(name).ok().and_then(|c| c.dry_run_only()))
     }
 
-    /// The request a client gets for this content, with media read from disk.
-    pub(super) fn request(
-        &self,
-        content: &PostContent,
-        key: &str,
-        reply_to: Option<String>,
-    ) -> Result<PostRequest, String> {
-        let mut media = Vec::new();
-        for m in &content.media {
-            let path = self.config.resolve(&PathBuf::from(&m.path));
-            let bytes = std::fs::read(&path)
-                .map_err(|e| format!("cannot read media {}: {e}", path.display()))?;
-            media.push(Media {
-                name: m.path.clone(),
-                mime: mime_of(&m.path).to_string(),
-                bytes: Arc::new(bytes),
-                url: m.url.clone(),
-                alt_text: m.alt.clone(),
-            });
-        }
-        Ok(PostRequest {
-            text: content.text.clone(),
-            media,
-            link: content.link.clone(),
-            subreddit: content.subreddit.clone(),
-            title: content.title.clone(),
-            reply_to,
-            extra: content.extra.clone(),
-            idempotency_key: key.to_string(),
-        })
-    }
-
     /// Validates and stores a post (or previews it, for dry runs). Nothing is sent here:
     /// the row is durable before any HTTP call.
     pub async fn enqueue(&self, order: PostOrder, now: Millis) -> Result<Queued, OutboxError> {
@@ -397,18 +363,5 @@ impl Outbox {
         if let Err(e) = bus.publish("social", TOPIC, payload) {
             tracing::debug!(target: super::TARGET, error = %e, "cannot publish social event");
         }
-    }
-}
-
-/// A media type from the file name; platforms check the bytes themselves.
-pub fn mime_of(path: &str) -> &'static str {
-    let ext = path.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
-    match ext.as_str() {
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "gif" => "image/gif",
-        "webp" => "image/webp",
-        "mp4" => "video/mp4",
-        _ => "application/octet-stream",
     }
 }

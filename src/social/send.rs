@@ -121,7 +121,22 @@ impl Outbox {
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    // Unknown whether it exists: never send blind; look again later.
+                    // Unknown whether it exists: never send blind; look again later, and
+                    // after max_attempts hand it to the operator.
+                    let limited = e.kind == ErrorKind::RateLimited;
+                    let attempts = post.attempts + 1;
+                    if !limited && attempts >= post.max_attempts {
+                        return Ok(Outcome::Give {
+                            status: Status::Dead,
+                            kind: e.kind.name().into(),
+                            error: format!(
+                                "cannot check whether an earlier attempt posted it ({e}); look on \
+                                 the platform, then `dreamos social retry {}` (it is looked up \
+                                 again before any send)",
+                                post.id
+                            ),
+                        });
+                    }
                     let when = match e.kind {
                         ErrorKind::RateLimited => e
                             .retry_at
@@ -132,7 +147,7 @@ impl Outbox {
                         not_before: when,
                         kind: e.kind.name().into(),
                         error: format!("cannot check whether an earlier attempt posted it: {e}"),
-                        counted: false,
+                        counted: !limited,
                         unsure: true,
                     });
                 }

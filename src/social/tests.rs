@@ -21,6 +21,7 @@ const MIN: Millis = 60_000;
 struct Script {
     posts: Vec<PostRequest>,
     finds: usize,
+    find_fails: bool,
     answers: VecDeque<Result<Reply<Posted>, SocialError>>,
     found: Option<Posted>,
     metrics: i64,
@@ -111,6 +112,9 @@ impl SocialClient for Scripted {
         Box::pin(async move {
             let mut s = self.0.lock().unwrap();
             s.finds += 1;
+            if s.find_fails {
+                return Err(err(ErrorKind::Unavailable, None));
+            }
             Ok(s.found.clone())
         })
     }
@@ -442,4 +446,48 @@ async fn cancel_only_what_is_queued() {
         .unwrap()
         .is_none());
     assert!(f.outbox.send_due(T0).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_post_that_cannot_be_checked_is_never_sent_blind() {
+    let f = fixture("").await;
+    f.script
+        .lock()
+        .unwrap()
+        .answers
+        .push_back(Err(err(ErrorKind::Network, None)));
+    f.script.lock().unwrap().find_fails = true;
+    let p = queue(&f, order("maybe posted"), T0).await;
+    let mut now = T0;
+    let last = loop {
+        let r = f.outbox.send_due(now).await.unwrap().pop().unwrap();
+        if r.status != Status::Queued {
+            break r;
+        }
+        assert!(r.unsure);
+        now = r.not_before;
+    };
+    assert_eq!(last.status, Status::Dead);
+    assert!(
+        last.error
+            .as_deref()
+            .unwrap()
+            .contains("look on the platform"),
+        "{last:?}"
+    );
+    {
+        let s = f.script.lock().unwrap();
+        assert_eq!(s.posts.len(), 1, "only the first attempt was ever sent");
+        assert_eq!(s.finds, 4);
+    }
+    // After a retry it is looked up again first.
+    f.script.lock().unwrap().find_fails = false;
+    f.script.lock().unwrap().found = Some(Posted {
+        id: "tw-was-there".into(),
+        url: None,
+    });
+    f.outbox.store().retry_post(p.id, now).await.unwrap();
+    let done = f.outbox.send_due(now).await.unwrap().pop().unwrap();
+    assert_eq!(done.platform_id.as_deref(), Some("tw-was-there"));
+    assert_eq!(f.script.lock().unwrap().posts.len(), 1);
 }

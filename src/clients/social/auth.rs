@@ -105,6 +105,8 @@ impl TokenCell {
     }
 
     /// Refresh unless someone already replaced `stale` while we waited for the lock.
+    /// When the stored set is dead (its refresh was refused, or it cannot refresh) and the
+    /// configured credentials differ from it, the user has re-authorised: adopt those.
     pub async fn refresh(&self, g: &dyn Grant, stale: Option<&str>) -> Result<Tokens, SocialError> {
         let _one = self.refreshing.lock().await;
         let current = self.get().await?;
@@ -113,22 +115,43 @@ impl TokenCell {
                 return Ok(current);
             }
         }
-        if !g.can_refresh(&current) {
+        let failure = if g.can_refresh(&current) {
+            match g.grant(&current).await {
+                Ok(new) => {
+                    self.save(new.clone()).await?;
+                    return Ok(new);
+                }
+                Err(e) if e.kind == ErrorKind::Auth => e,
+                Err(e) => return Err(e),
+            }
+        } else {
             let msg = format!(
                 "the access token of account `{}` was rejected or has expired and cannot be \
                  refreshed here: put a new one in its credentials",
                 self.account
             );
-            return Err(error(
+            error(
                 self.platform,
                 ErrorKind::Auth,
                 "refresh token",
                 None,
                 msg,
                 None,
-            ));
+            )
+        };
+        let seed = self.seed.clone();
+        if seed == current || (seed.access_token.is_empty() && seed.refresh_token.is_none()) {
+            return Err(failure);
         }
-        let new = g.grant(&current).await?;
+        tracing::info!(account = %self.account, "stored tokens were refused; using the configured credentials");
+        if !seed.access_token.is_empty() && Some(seed.access_token.as_str()) != stale {
+            self.save(seed.clone()).await?;
+            return Ok(seed);
+        }
+        if !g.can_refresh(&seed) {
+            return Err(failure);
+        }
+        let new = g.grant(&seed).await?;
         self.save(new.clone()).await?;
         Ok(new)
     }
@@ -167,10 +190,17 @@ impl TokenCell {
     ) -> Result<Raw, SocialError> {
         let token = self.access(g).await?;
         let raw = send(self.platform, op, build(&token)).await?;
-        if !expired(&raw) || !g.can_refresh(&self.get().await?) {
+        if !expired(&raw) {
             return Ok(raw);
         }
-        let fresh = self.refresh(g, Some(&token)).await?;
+        let fresh = match self.refresh(g, Some(&token)).await {
+            Ok(fresh) if fresh.access_token != token => fresh,
+            Ok(_) => return Ok(raw),
+            // A refused refresh says more than the 401 ("refresh token invalid").
+            Err(e) if g.can_refresh(&self.get().await?) => return Err(e),
+            // Nothing could be refreshed: the platform's own refusal says most.
+            Err(_) => return Ok(raw),
+        };
         send(self.platform, op, build(&fresh.access_token)).await
     }
 }

@@ -7,7 +7,8 @@
 //!
 //! Posts: `POST /{page}/feed` (`message`, `link`); one image: `POST /{page}/photos`, by
 //! `url` when the media has a public URL, else a multipart `source` upload; the answer's
-//! `post_id` is the post. Errors are Graph error objects (`190` token, `4/17/32/613/80001`
+//! `post_id` is the post. Several images are uploaded unpublished and attached to a feed
+//! post as `attached_media`. Errors are Graph error objects (`190` token, `4/17/32/613/80001`
 //! throttling, `506` duplicate, `100` invalid parameter, `368` policy block); budgets come
 //! as JSON in `X-App-Usage`, `X-Page-Usage` and `X-Business-Use-Case-Usage`.
 
@@ -15,20 +16,23 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::auth::{Grant, TokenCell};
 use super::meta::{check, debug_token, rates_of, token_expired};
 use super::support::{as_i64, error, match_key, preview_of, Multipart};
 use super::text::char_len;
 use super::{
-    AccountSpec, ErrorKind, Metrics, Platform, PostRequest, Posted, RateInfo, Reply,
+    AccountSpec, ErrorKind, Media, Metrics, Platform, PostRequest, Posted, RateInfo, Reply,
     RequestPreview, SocialClient, SocialError, TokenStore, Tokens,
 };
 use crate::store::Millis;
 
 const P: Platform = Platform::Facebook;
 const LIMIT: usize = 63_206;
+/// Photos attached to one multi-photo post (Meta documents no exact cap; 10 is what the
+/// Pages composer allows).
+const MAX_PHOTOS: usize = 10;
 
 pub struct FacebookClient {
     spec: AccountSpec,
@@ -53,44 +57,59 @@ impl FacebookClient {
         })
     }
 
-    fn post_request(
+    /// One photo to `/{page}/photos`: published with `caption` as the post, or unpublished
+    /// (`caption: None`) to be attached to a multi-photo feed post.
+    fn photo_request(
+        &self,
+        token: &str,
+        m: &Media,
+        caption: Option<&str>,
+        summarise: bool,
+    ) -> reqwest::RequestBuilder {
+        let url = self.spec.api(&format!("/{}/photos", self.page_id));
+        let rb = self.http.post(url).bearer_auth(token);
+        let mut fields: Vec<(&str, &str)> = match caption {
+            Some(c) => vec![("caption", c)],
+            None => vec![("published", "false")],
+        };
+        match &m.url {
+            Some(url) => {
+                fields.insert(0, ("url", url.as_str()));
+                rb.form(&fields)
+            }
+            None => fields
+                .iter()
+                .fold(Multipart::default(), |f, (k, v)| f.text(k, v))
+                .file("source", &m.name, &m.mime, m.bytes.clone())
+                .attach(rb, summarise),
+        }
+    }
+
+    /// A feed post, with `attached_media` for photos uploaded unpublished.
+    fn feed_request(
         &self,
         token: &str,
         req: &PostRequest,
-        summarise: bool,
+        photo_ids: &[String],
     ) -> reqwest::RequestBuilder {
-        let bearer = |rb: reqwest::RequestBuilder| rb.bearer_auth(token);
-        match req.media.first() {
-            None => {
-                let mut form = vec![("message", req.text.clone())];
-                if let Some(link) = &req.link {
-                    form.push(("link", link.clone()));
-                }
-                bearer(
-                    self.http
-                        .post(self.spec.api(&format!("/{}/feed", self.page_id))),
-                )
-                .form(&form)
-            }
-            Some(m) => {
-                let rb = bearer(
-                    self.http
-                        .post(self.spec.api(&format!("/{}/photos", self.page_id))),
-                );
-                let caption = match &req.link {
-                    Some(link) if !req.text.contains(link.as_str()) => {
-                        format!("{}\n{link}", req.text)
-                    }
-                    _ => req.text.clone(),
-                };
-                match &m.url {
-                    Some(url) => rb.form(&[("url", url.as_str()), ("caption", caption.as_str())]),
-                    None => Multipart::default()
-                        .text("caption", &caption)
-                        .file("source", &m.name, &m.mime, m.bytes.clone())
-                        .attach(rb, summarise),
-                }
-            }
+        let mut form = vec![("message".to_string(), req.text.clone())];
+        if let Some(link) = &req.link {
+            form.push(("link".into(), link.clone()));
+        }
+        for (i, id) in photo_ids.iter().enumerate() {
+            form.push((
+                format!("attached_media[{i}]"),
+                json!({ "media_fbid": id }).to_string(),
+            ));
+        }
+        let url = self.spec.api(&format!("/{}/feed", self.page_id));
+        self.http.post(url).bearer_auth(token).form(&form)
+    }
+
+    fn caption(req: &PostRequest) -> String {
+        match &req.link {
+            Some(link) if !req.text.contains(link.as_str()) => format!("{}\n{link}", req.text),
+            _ => req.text.clone(),
         }
     }
 
@@ -108,9 +127,40 @@ impl FacebookClient {
     async fn post_now(&self, req: &PostRequest) -> Result<Reply<Posted>, SocialError> {
         self.check_text(req)?;
         let mut rates = Vec::new();
-        let v = self
-            .call("post", |t| self.post_request(t, req, false), &mut rates)
-            .await?;
+        let v = match req.media.as_slice() {
+            [] => {
+                self.call("post", |t| self.feed_request(t, req, &[]), &mut rates)
+                    .await?
+            }
+            [one] => {
+                let caption = Self::caption(req);
+                let build = |t: &str| self.photo_request(t, one, Some(&caption), false);
+                self.call("post", build, &mut rates).await?
+            }
+            many => {
+                let mut ids = Vec::new();
+                for m in many {
+                    let build = |t: &str| self.photo_request(t, m, None, false);
+                    let v = self.call("upload image", build, &mut rates).await?;
+                    match v["id"].as_str() {
+                        Some(id) => ids.push(id.to_string()),
+                        None => {
+                            let msg = format!("/photos returned no id for {}: {v}", m.name);
+                            return Err(error(
+                                P,
+                                ErrorKind::Unavailable,
+                                "upload image",
+                                None,
+                                msg,
+                                None,
+                            ));
+                        }
+                    }
+                }
+                self.call("post", |t| self.feed_request(t, req, &ids), &mut rates)
+                    .await?
+            }
+        };
         // /photos answers {"id": photo, "post_id": post}; /feed answers {"id": post}.
         let Some(id) = v["post_id"].as_str().or(v["id"].as_str()) else {
             let msg = format!("the Graph API returned no post id: {v}");
@@ -184,8 +234,11 @@ impl SocialClient for FacebookClient {
             "a post needs text, a link or an image".to_string()
         } else if len > LIMIT {
             format!("text is {len} characters; Facebook allows {LIMIT}")
-        } else if req.media.len() > 1 {
-            "one image per Facebook post".to_string()
+        } else if req.media.len() > MAX_PHOTOS {
+            format!(
+                "{} images; a Facebook post attaches at most {MAX_PHOTOS}",
+                req.media.len()
+            )
         } else {
             return Ok(());
         };
@@ -193,7 +246,29 @@ impl SocialClient for FacebookClient {
     }
 
     fn preview(&self, req: &PostRequest) -> Vec<RequestPreview> {
-        vec![preview_of(self.post_request("****", req, true))]
+        match req.media.as_slice() {
+            [] => vec![preview_of(self.feed_request("****", req, &[]))],
+            [one] => {
+                let caption = Self::caption(req);
+                vec![preview_of(self.photo_request(
+                    "****",
+                    one,
+                    Some(&caption),
+                    true,
+                ))]
+            }
+            many => {
+                let mut out: Vec<RequestPreview> = many
+                    .iter()
+                    .map(|m| preview_of(self.photo_request("****", m, None, true)))
+                    .collect();
+                let ids: Vec<String> = (1..=many.len())
+                    .map(|i| format!("<id of photo {i}>"))
+                    .collect();
+                out.push(preview_of(self.feed_request("****", req, &ids)));
+                out
+            }
+        }
     }
 
     fn post<'a>(

@@ -113,3 +113,82 @@ pub async fn debug_token(
     let at = v["data"]["expires_at"].as_i64()?;
     (at > 0).then_some(at * 1000)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(status: u16, body: &str, headers: &[(&'static str, &str)]) -> Raw {
+        let mut map = reqwest::header::HeaderMap::new();
+        for (k, v) in headers {
+            if let Ok(v) = v.parse() {
+                map.insert(*k, v);
+            }
+        }
+        Raw {
+            status,
+            headers: map,
+            body: body.to_string(),
+        }
+    }
+
+    fn kind_of(code: i64, sub: Option<i64>) -> ErrorKind {
+        let sub = sub
+            .map(|s| format!(",\"error_subcode\":{s}"))
+            .unwrap_or_default();
+        let body = format!("{{\"error\":{{\"message\":\"m\",\"code\":{code}{sub}}}}}");
+        check(Platform::Facebook, "post", &raw(400, &body, &[]))
+            .unwrap_err()
+            .kind
+    }
+
+    #[test]
+    fn graph_codes_map_to_kinds() {
+        assert_eq!(kind_of(190, Some(463)), ErrorKind::Auth);
+        assert_eq!(kind_of(200, None), ErrorKind::Auth);
+        for throttled in [4, 17, 32, 613, 80001] {
+            assert_eq!(
+                kind_of(throttled, None),
+                ErrorKind::RateLimited,
+                "{throttled}"
+            );
+        }
+        assert_eq!(kind_of(506, None), ErrorKind::Duplicate);
+        assert_eq!(kind_of(100, None), ErrorKind::Invalid);
+        assert_eq!(kind_of(368, None), ErrorKind::Invalid);
+        assert_eq!(kind_of(9, Some(2207042)), ErrorKind::RateLimited);
+        assert_eq!(kind_of(2, None), ErrorKind::Unavailable);
+    }
+
+    #[test]
+    fn the_user_message_wins_and_retry_after_is_a_fallback() {
+        let body = r#"{"error":{"message":"(#4) Application request limit reached","code":4,"error_user_msg":"Try later"}}"#;
+        let before = now_millis();
+        let err = check(
+            Platform::Facebook,
+            "post",
+            &raw(400, body, &[("retry-after", "120")]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            (err.message.as_str(), err.code.as_deref()),
+            ("Try later", Some("4"))
+        );
+        assert!(err.retry_at.unwrap() >= before + 120_000);
+    }
+
+    #[test]
+    fn usage_headers_become_percentages() {
+        let r = raw(
+            200,
+            "{}",
+            &[(
+                "x-app-usage",
+                r#"{"call_count":28,"total_time":25,"total_cputime":91}"#,
+            )],
+        );
+        let rates = rates_of(&r);
+        assert_eq!(rates[0].bucket, "app-usage");
+        assert_eq!(rates[0].usage_percent, Some(91.0));
+    }
+}

@@ -20,8 +20,10 @@ use crate::store::Millis;
 mod auth;
 pub mod facebook;
 pub mod instagram;
+pub mod linkedin;
 mod meta;
 pub mod reddit;
+pub mod stocktwits;
 mod support;
 pub mod text;
 pub mod x;
@@ -313,20 +315,8 @@ pub fn connect(
         Platform::Reddit => Arc::new(reddit::RedditClient::new(spec, http, tokens)?),
         Platform::Facebook => Arc::new(facebook::FacebookClient::new(spec, http, tokens)?),
         Platform::Instagram => Arc::new(instagram::InstagramClient::new(spec, http, tokens)?),
-        other => {
-            return Err(SocialError {
-                platform: other,
-                kind: ErrorKind::Invalid,
-                op: "connect".into(),
-                status: None,
-                message: format!(
-                    "account `{}`: the {other} client is not built yet",
-                    spec.name
-                ),
-                code: None,
-                retry_at: None,
-            })
-        }
+        Platform::Linkedin => Arc::new(linkedin::LinkedinClient::new(spec, http, tokens)?),
+        Platform::Stocktwits => Arc::new(stocktwits::StocktwitsClient::new(spec, http, tokens)?),
     })
 }
 
@@ -371,3 +361,6 @@ impl AccountSpec {
         format!("{}{path}", base.trim_end_matches('/'))
     }
 }
+
+#[cfg(test)]
+mod tests;

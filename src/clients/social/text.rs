@@ -129,6 +129,28 @@ fn emoji_len(s: &[char]) -> Option<usize> {
     }
 }
 
+/// The main text limit of each platform (Reddit: the post body; its title allows 300), in
+/// the units [`length`] counts.
+pub fn limit(platform: super::Platform) -> usize {
+    use super::Platform::*;
+    match platform {
+        X => X_LIMIT,
+        Reddit => 40_000,
+        Facebook => 63_206,
+        Instagram => 2_200,
+        Linkedin => 3_000,
+        Stocktwits => super::stocktwits::LIMIT,
+    }
+}
+
+/// The length of `text` as `platform` counts it (X weighted, others in characters).
+pub fn length(platform: super::Platform, text: &str) -> usize {
+    match platform {
+        super::Platform::X => x_weighted_len(text),
+        _ => char_len(text),
+    }
+}
+
 /// Plain length in Unicode scalar values, as most platforms count.
 pub fn char_len(text: &str) -> usize {
     text.chars().count()
@@ -174,6 +196,14 @@ mod tests {
     fn text_is_nfc_normalised_before_counting() {
         // "e" + combining acute is one character after NFC.
         assert_eq!(x_weighted_len("cafe\u{301}"), 4);
+    }
+
+    #[test]
+    fn lengths_are_counted_per_platform() {
+        use crate::clients::social::Platform;
+        assert_eq!(length(Platform::X, "日本"), 4);
+        assert_eq!(length(Platform::Linkedin, "日本"), 2);
+        assert_eq!(limit(Platform::Instagram), 2_200);
     }
 
     #[test]

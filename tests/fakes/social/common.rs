@@ -311,6 +311,7 @@ pub fn meta_usage(object_id: &str, percent: u32, regain_minutes: u32) -> Vec<(St
         "estimated_time_to_regain_access": regain_minutes}]});
     vec![
         ("x-app-usage".into(), app.to_string()),
+        ("x-page-usage".into(), app.to_string()),
         ("x-business-use-case-usage".into(), buc.to_string()),
     ]
 }

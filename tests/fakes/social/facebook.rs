@@ -27,6 +27,8 @@ pub struct FbPost {
     pub link: Option<String>,
     pub photo: Option<Vec<u8>>,
     pub photo_url: Option<String>,
+    /// Unpublished photos attached by `attached_media` (multi-photo posts).
+    pub attached: Vec<String>,
     pub created: i64,
     pub reactions: i64,
 }
@@ -34,11 +36,17 @@ pub struct FbPost {
 pub struct FbState {
     pub requests: Vec<Recorded>,
     pub posts: Vec<FbPost>,
+    /// Photos uploaded with `published=false`, waiting to be attached.
+    pub unpublished: BTreeSet<String>,
     pub tokens: BTreeSet<String>,
     /// The usage percentage reported in X-App-Usage / BUC headers.
     pub usage_percent: u32,
     /// When set, calls fail with code 32 and BUC `estimated_time_to_regain_access`.
     pub throttled_minutes: Option<u32>,
+    /// Calls the Page may make before throttling starts (usage reaches 100%); then
+    /// `throttled_minutes` becomes 60.
+    pub page_call_limit: Option<u32>,
+    pub calls: u32,
     /// What debug_token reports (0 = never expires).
     pub token_expires_at: i64,
     pub drop_next_post: bool,
@@ -56,9 +64,12 @@ impl FakeFacebook {
         let state = Arc::new(Mutex::new(FbState {
             requests: Vec::new(),
             posts: Vec::new(),
+            unpublished: BTreeSet::new(),
             tokens: [PAGE_TOKEN.to_string()].into(),
             usage_percent: 12,
             throttled_minutes: None,
+            page_call_limit: None,
+            calls: 0,
             token_expires_at: 0,
             drop_next_post: false,
             next_id: 5_550_000,
@@ -100,6 +111,13 @@ async fn handle(
     let req = Recorded::new(&method, &uri, &headers, &body);
     let mut s = state.lock().unwrap();
     s.requests.push(req.clone());
+    if let Some(limit) = s.page_call_limit {
+        s.calls += 1;
+        s.usage_percent = (s.calls * 100 / limit.max(1)).min(100);
+        if s.calls > limit {
+            s.throttled_minutes = Some(60);
+        }
+    }
     let h = meta_usage(PAGE_ID, s.usage_percent, s.throttled_minutes.unwrap_or(0));
     // debug_token also takes an app token, `app_id|app_secret`.
     let app_token =
@@ -125,7 +143,25 @@ async fn handle(
     match (req.method.as_str(), segs.as_slice()) {
         ("POST", [page, "feed"]) if *page == PAGE_ID => {
             let message = p.get("message").cloned().unwrap_or_default();
-            create(&mut s, &h, message, p.get("link").cloned(), None, None)
+            let mut attached = Vec::new();
+            for (_, v) in p.iter().filter(|(k, _)| k.starts_with("attached_media[")) {
+                let fbid = serde_json::from_str::<Value>(v)
+                    .ok()
+                    .and_then(|v| v["media_fbid"].as_str().map(str::to_string));
+                match fbid.filter(|id| s.unpublished.remove(id)) {
+                    Some(id) => attached.push(id),
+                    None => {
+                        return graph_error(400, 100, None, "(#100) Invalid attached_media", &h)
+                    }
+                }
+            }
+            let post = NewPost {
+                message,
+                link: p.get("link").cloned(),
+                attached,
+                ..NewPost::default()
+            };
+            create(&mut s, &h, post)
         }
         ("POST", [page, "photos"]) if *page == PAGE_ID => {
             let caption = p.get("caption").cloned().unwrap_or_default();
@@ -138,7 +174,19 @@ async fn handle(
             if source.is_none() && url.is_none() {
                 return graph_error(400, 324, None, "(#324) Requires upload file", &h);
             }
-            create(&mut s, &h, caption, None, source, url)
+            if p.get("published").map(String::as_str) == Some("false") {
+                s.next_id += 1;
+                let id = s.next_id.to_string();
+                s.unpublished.insert(id.clone());
+                return json(200, json!({ "id": id }), &h);
+            }
+            let post = NewPost {
+                message: caption,
+                photo: source,
+                photo_url: url,
+                ..NewPost::default()
+            };
+            create(&mut s, &h, post)
         }
         ("GET", ["debug_token"]) => {
             let data = json!({"app_id": "777", "type": "PAGE", "application": "dreamos",
@@ -179,15 +227,29 @@ async fn handle(
     }
 }
 
-fn create(
-    s: &mut FbState,
-    h: &[(String, String)],
+#[derive(Default)]
+struct NewPost {
     message: String,
     link: Option<String>,
     photo: Option<Vec<u8>>,
     photo_url: Option<String>,
-) -> Response {
-    if message.is_empty() && link.is_none() && photo.is_none() && photo_url.is_none() {
+    attached: Vec<String>,
+}
+
+fn create(s: &mut FbState, h: &[(String, String)], new: NewPost) -> Response {
+    let NewPost {
+        message,
+        link,
+        photo,
+        photo_url,
+        attached,
+    } = new;
+    if message.is_empty()
+        && link.is_none()
+        && photo.is_none()
+        && photo_url.is_none()
+        && attached.is_empty()
+    {
         return graph_error(400, 100, None, "(#100) Invalid parameter", h);
     }
     if !message.is_empty() && s.posts.iter().any(|p| p.message == message) {
@@ -202,6 +264,7 @@ fn create(
         link,
         photo,
         photo_url,
+        attached,
         created: now_secs(),
         reactions: 0,
     });

@@ -5,5 +5,7 @@
 pub mod common;
 pub mod facebook;
 pub mod instagram;
+pub mod linkedin;
 pub mod reddit;
+pub mod stocktwits;
 pub mod x;

@@ -20,6 +20,7 @@ pub const CLIENT_ID: &str = "rd-client";
 pub const CLIENT_SECRET: &str = "rd-secret";
 pub const USERNAME: &str = "dreambot";
 pub const PASSWORD: &str = "hunter2";
+pub const REFRESH_TOKEN: &str = "rd-refresh";
 
 #[derive(Debug, Clone)]
 pub struct Thing {
@@ -198,9 +199,15 @@ fn token(s: &mut RedditState, req: &Recorded) -> Response {
         return json(401, json!({"message": "Unauthorized", "error": 401}), &[]);
     }
     let form = req.form();
-    let ok = form.get("grant_type").map(String::as_str) == Some("password")
-        && form.get("username").map(String::as_str) == Some(USERNAME)
-        && form.get("password").map(String::as_str) == Some(PASSWORD);
+    let field = |k: &str| form.get(k).map(String::as_str);
+    // Script apps: the password grant. Web apps: a permanent refresh token.
+    let ok = match field("grant_type") {
+        Some("password") => {
+            field("username") == Some(USERNAME) && field("password") == Some(PASSWORD)
+        }
+        Some("refresh_token") => field("refresh_token") == Some(REFRESH_TOKEN),
+        _ => false,
+    };
     if !ok {
         return json(200, json!({"error": "invalid_grant"}), &[]);
     }

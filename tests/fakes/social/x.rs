@@ -29,6 +29,8 @@ pub struct XState {
     pub requests: Vec<Recorded>,
     pub tweets: Vec<Tweet>,
     pub media: BTreeSet<String>,
+    /// media id → alt text set through /2/media/metadata.
+    pub alt_texts: BTreeMap<String, String>,
     pub access_tokens: BTreeSet<String>,
     pub refresh_tokens: BTreeSet<String>,
     /// 15-minute budget of POST /2/tweets.
@@ -56,6 +58,7 @@ impl FakeX {
             requests: Vec::new(),
             tweets: Vec::new(),
             media: BTreeSet::new(),
+            alt_texts: BTreeMap::new(),
             access_tokens: ["x-access-0".to_string()].into(),
             refresh_tokens: ["x-refresh-0".to_string()].into(),
             post_limit: 200,
@@ -150,6 +153,21 @@ async fn handle(
     match (req.method.as_str(), segs.as_slice()) {
         ("POST", ["2", "media", "upload"]) => upload(&mut s, &req),
         ("POST", ["2", "tweets"]) => create(&mut s, &req),
+        ("POST", ["2", "media", "metadata"]) => {
+            let body = req.json();
+            let id = body["id"].as_str().unwrap_or_default().to_string();
+            let alt = body["metadata"]["alt_text"]["text"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if !s.media.contains(&id) || alt.is_empty() || alt.chars().count() > 1000 {
+                let detail = "One or more parameters to your request was invalid.";
+                return json(400, problem(400, "Invalid Request", detail), &[]);
+            }
+            s.alt_texts.insert(id.clone(), alt.clone());
+            let data = json!({"id": id, "associated_metadata": {"alt_text": {"text": alt}}});
+            json(200, json!({ "data": data }), &read_headers(&s))
+        }
         ("DELETE", ["2", "tweets", id]) => {
             let before = s.tweets.len();
             s.tweets.retain(|t| t.id != *id);

@@ -151,7 +151,17 @@ impl XClient {
                 )
                 .await?;
             match v["data"]["id"].as_str() {
-                Some(id) => media_ids.push(id.to_string()),
+                Some(id) => {
+                    if let Some(alt) = &media.alt_text {
+                        let body = alt_text_body(id, alt);
+                        let url = self.spec.api("/2/media/metadata");
+                        let alt = |t: &str| self.http.post(&url).bearer_auth(t).json(&body);
+                        let op = "image alt text";
+                        self.call(op, "POST /2/media/metadata", alt, &mut rates)
+                            .await?;
+                    }
+                    media_ids.push(id.to_string());
+                }
                 None => {
                     let msg = format!(
                         "POST /2/media/upload for {} returned no data.id",
@@ -242,11 +252,15 @@ impl SocialClient for XClient {
     }
 
     fn preview(&self, req: &PostRequest) -> Vec<RequestPreview> {
-        let mut out: Vec<RequestPreview> = req
-            .media
-            .iter()
-            .map(|m| preview_of(self.upload_request("****", m, true)))
-            .collect();
+        let mut out = Vec::new();
+        for (i, m) in req.media.iter().enumerate() {
+            out.push(preview_of(self.upload_request("****", m, true)));
+            if let Some(alt) = &m.alt_text {
+                let body = alt_text_body(&format!("<data.id of upload {}>", i + 1), alt);
+                let rb = self.http.post(self.spec.api("/2/media/metadata"));
+                out.push(preview_of(rb.bearer_auth("****").json(&body)));
+            }
+        }
         let ids: Vec<String> = (1..=req.media.len())
             .map(|i| format!("<data.id of upload {i}>"))
             .collect();
@@ -341,4 +355,9 @@ impl SocialClient for XClient {
         }
         .boxed()
     }
+}
+
+/// `POST /2/media/metadata`: alt text for an uploaded image (screen readers).
+fn alt_text_body(media_id: &str, alt: &str) -> Value {
+    json!({ "id": media_id, "metadata": { "alt_text": { "text": alt } } })
 }

@@ -1,163 +1,19 @@
 //! [`SocialStore`] on SQLite. Plain SQL that PostgreSQL runs as written (a PostgreSQL claim
 //! would add `FOR UPDATE SKIP LOCKED`); JSON lives in TEXT columns.
 
+mod rows;
+mod state;
+
+pub(super) use rows::SCHEMA;
+use rows::{fail_orphans, one_post, query_posts, COLUMNS};
+
 use futures_util::future::BoxFuture;
-use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
+use rusqlite::params;
 
 use super::SqliteStore;
-use crate::clients::social::{Platform, Tokens};
-use crate::social::{
-    Inserted, MetricSample, NewPost, Outcome, PostFilter, PostId, PostRecord, Status,
-};
+use crate::clients::social::Tokens;
+use crate::social::{Inserted, MetricSample, NewPost, Outcome, PostFilter, PostId, PostRecord};
 use crate::store::{Millis, SocialStore, StoreError};
-
-/// Migration 9.
-pub(super) const SCHEMA: &str = "
-CREATE TABLE social_posts (
-    id              INTEGER PRIMARY KEY AUTOINCREMENT,
-    account         TEXT    NOT NULL,
-    platform        TEXT    NOT NULL,
-    status          TEXT    NOT NULL,
-    content         TEXT    NOT NULL,
-    idem_key        TEXT    NOT NULL,
-    content_hash    TEXT    NOT NULL,
-    parent          INTEGER REFERENCES social_posts (id),
-    source          TEXT    NOT NULL,
-    created_at      INTEGER NOT NULL,
-    updated_at      INTEGER NOT NULL,
-    not_before      INTEGER NOT NULL,
-    attempts        INTEGER NOT NULL DEFAULT 0,
-    max_attempts    INTEGER NOT NULL,
-    lease_until     INTEGER,
-    sending_since   INTEGER,
-    unsure          INTEGER NOT NULL DEFAULT 0,
-    platform_id     TEXT,
-    url             TEXT,
-    posted_at       INTEGER,
-    error_kind      TEXT,
-    error           TEXT,
-    metrics_next    INTEGER,
-    metrics_done    INTEGER NOT NULL DEFAULT 0,
-    UNIQUE (account, idem_key)
-);
-CREATE INDEX social_posts_due ON social_posts (status, not_before);
-CREATE INDEX social_posts_hash ON social_posts (account, content_hash, created_at);
-CREATE INDEX social_posts_metrics ON social_posts (metrics_next) WHERE metrics_next IS NOT NULL;
-CREATE TABLE social_metrics (
-    post      INTEGER NOT NULL REFERENCES social_posts (id),
-    taken_at  INTEGER NOT NULL,
-    name      TEXT    NOT NULL,
-    value     INTEGER NOT NULL,
-    PRIMARY KEY (post, taken_at, name)
-);
-CREATE TABLE social_budgets (
-    account       TEXT    NOT NULL,
-    op            TEXT    NOT NULL,
-    bucket        TEXT    NOT NULL,
-    info          TEXT    NOT NULL,
-    blocked_until INTEGER,
-    updated_at    INTEGER NOT NULL,
-    PRIMARY KEY (account, op, bucket)
-);
-CREATE TABLE social_tokens (
-    account    TEXT    PRIMARY KEY,
-    tokens     TEXT    NOT NULL,
-    updated_at INTEGER NOT NULL
-);
-";
-
-const COLUMNS: &str = "id, account, platform, status, content, idem_key, content_hash, parent, \
-    source, created_at, updated_at, not_before, attempts, max_attempts, lease_until, \
-    sending_since, unsure, platform_id, url, posted_at, error_kind, error, metrics_next, \
-    metrics_done";
-
-fn read_row(row: &Row<'_>) -> rusqlite::Result<Result<PostRecord, StoreError>> {
-    let platform: String = row.get(2)?;
-    let status: String = row.get(3)?;
-    let content: String = row.get(4)?;
-    let decoded = (|| {
-        let platform = Platform::parse(&platform).ok_or_else(|| {
-            StoreError::corrupt("social: read post", format!("platform {platform}"))
-        })?;
-        let status = Status::parse(&status)
-            .ok_or_else(|| StoreError::corrupt("social: read post", format!("status {status}")))?;
-        let content = serde_json::from_str(&content)
-            .map_err(|e| StoreError::corrupt("social: read post", e))?;
-        Ok((platform, status, content))
-    })();
-    let (platform, status, content) = match decoded {
-        Ok(v) => v,
-        Err(e) => return Ok(Err(e)),
-    };
-    Ok(Ok(PostRecord {
-        id: row.get(0)?,
-        account: row.get(1)?,
-        platform,
-        status,
-        content,
-        idempotency_key: row.get(5)?,
-        content_hash: row.get(6)?,
-        parent: row.get(7)?,
-        source: row.get(8)?,
-        created_at: row.get(9)?,
-        updated_at: row.get(10)?,
-        not_before: row.get(11)?,
-        attempts: row.get(12)?,
-        max_attempts: row.get(13)?,
-        lease_until: row.get(14)?,
-        sending_since: row.get(15)?,
-        unsure: row.get::<_, i64>(16)? != 0,
-        platform_id: row.get(17)?,
-        url: row.get(18)?,
-        posted_at: row.get(19)?,
-        error_kind: row.get(20)?,
-        error: row.get(21)?,
-        metrics_next: row.get(22)?,
-        metrics_done: row.get(23)?,
-    }))
-}
-
-fn query_posts(
-    conn: &Connection,
-    what: &'static str,
-    sql: &str,
-    args: impl rusqlite::Params,
-) -> Result<Vec<PostRecord>, StoreError> {
-    let mut stmt = conn.prepare_cached(sql).map_err(StoreError::sql(what))?;
-    let rows = stmt
-        .query_map(args, read_row)
-        .map_err(StoreError::sql(what))?;
-    let mut out = Vec::new();
-    for row in rows {
-        out.push(row.map_err(StoreError::sql(what))??);
-    }
-    Ok(out)
-}
-
-fn one_post(conn: &Connection, id: PostId) -> Result<Option<PostRecord>, StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM social_posts WHERE id = ?1");
-    Ok(query_posts(conn, "social: get post", &sql, params![id])?
-        .into_iter()
-        .next())
-}
-
-/// Fails queued replies of posts that will never be posted, transitively.
-fn fail_orphans(txn: &Transaction<'_>, now: Millis) -> Result<(), StoreError> {
-    loop {
-        let n = txn
-            .prepare_cached(
-                "UPDATE social_posts SET status = 'failed', error_kind = 'invalid',
-                     error = 'the post it replies to was not posted', updated_at = ?1
-                 WHERE status = 'queued' AND parent IN (SELECT id FROM social_posts
-                     WHERE status IN ('failed', 'dead', 'cancelled', 'deleted'))",
-            )
-            .and_then(|mut s| s.execute(params![now]))
-            .map_err(StoreError::sql("social: fail replies"))?;
-        if n == 0 {
-            return Ok(());
-        }
-    }
-}
 
 impl SocialStore for SqliteStore {
     fn insert_post(
@@ -473,19 +329,7 @@ impl SocialStore for SqliteStore {
         now: Millis,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<PostRecord>, StoreError>> {
-        Box::pin(self.read(move |conn| {
-            let sql = format!(
-                "SELECT {COLUMNS} FROM social_posts WHERE status = 'posted'
-                 AND metrics_next IS NOT NULL AND metrics_next <= ?1
-                 ORDER BY metrics_next LIMIT ?2"
-            );
-            query_posts(
-                conn,
-                "social: metrics due",
-                &sql,
-                params![now, limit as i64],
-            )
-        }))
+        self.social_metrics_due(now, limit)
     }
 
     fn record_metrics(
@@ -496,55 +340,14 @@ impl SocialStore for SqliteStore {
         next: Option<Millis>,
         done: Option<u32>,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(self.write(move |txn| {
-            let what = "social: record metrics";
-            for (name, value) in &metrics {
-                txn.prepare_cached(
-                    "INSERT INTO social_metrics (post, taken_at, name, value) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (post, taken_at, name) DO UPDATE SET value = excluded.value",
-                )
-                .and_then(|mut s| s.execute(params![id, taken_at, name, value]))
-                .map_err(StoreError::sql(what))?;
-            }
-            txn.prepare_cached(
-                "UPDATE social_posts SET metrics_next = ?2,
-                     metrics_done = COALESCE(?3, metrics_done)
-                 WHERE id = ?1 AND status = 'posted'",
-            )
-            .and_then(|mut s| s.execute(params![id, next, done]))
-            .map_err(StoreError::sql(what))?;
-            Ok(())
-        }))
+        self.social_record_metrics(id, taken_at, metrics, next, done)
     }
 
     fn metric_samples(
         &self,
         ids: Vec<PostId>,
     ) -> BoxFuture<'_, Result<Vec<MetricSample>, StoreError>> {
-        Box::pin(self.read(move |conn| {
-            let mut out = Vec::new();
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT taken_at, name, value FROM social_metrics WHERE post = ?1
-                     ORDER BY taken_at, name",
-                )
-                .map_err(StoreError::sql("social: read metrics"))?;
-            for id in ids {
-                let rows = stmt
-                    .query_map(params![id], |r| {
-                        Ok(MetricSample {
-                            post: id,
-                            taken_at: r.get(0)?,
-                            name: r.get(1)?,
-                            value: r.get(2)?,
-                        })
-                    })
-                    .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-                    .map_err(StoreError::sql("social: read metrics"))?;
-                out.extend(rows);
-            }
-            Ok(out)
-        }))
+        self.social_metric_samples(ids)
     }
 
     fn save_budget(
@@ -556,18 +359,7 @@ impl SocialStore for SqliteStore {
         blocked_until: Option<Millis>,
         now: Millis,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
-        let info = info.to_string();
-        Box::pin(self.write(move |txn| {
-            txn.prepare_cached(
-                "INSERT INTO social_budgets (account, op, bucket, info, blocked_until, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (account, op, bucket) DO UPDATE SET info = excluded.info,
-                     blocked_until = excluded.blocked_until, updated_at = excluded.updated_at",
-            )
-            .and_then(|mut s| s.execute(params![account, op, bucket, info, blocked_until, now]))
-            .map_err(StoreError::sql("social: save budget"))?;
-            Ok(())
-        }))
+        self.social_save_budget(account, op, bucket, info, blocked_until, now)
     }
 
     fn blocked_until(
@@ -576,14 +368,7 @@ impl SocialStore for SqliteStore {
         op: String,
         now: Millis,
     ) -> BoxFuture<'_, Result<Option<Millis>, StoreError>> {
-        Box::pin(self.read(move |conn| {
-            conn.prepare_cached(
-                "SELECT MAX(blocked_until) FROM social_budgets
-                 WHERE account = ?1 AND op = ?2 AND blocked_until > ?3",
-            )
-            .and_then(|mut s| s.query_row(params![account, op, now], |r| r.get(0)))
-            .map_err(StoreError::sql("social: read budgets"))
-        }))
+        self.social_blocked_until(account, op, now)
     }
 
     #[allow(clippy::type_complexity)]
@@ -593,51 +378,11 @@ impl SocialStore for SqliteStore {
         '_,
         Result<Vec<(String, String, String, serde_json::Value, Option<Millis>)>, StoreError>,
     > {
-        Box::pin(self.read(move |conn| {
-            let rows = conn
-                .prepare_cached(
-                    "SELECT account, op, bucket, info, blocked_until FROM social_budgets
-                     ORDER BY account, op, bucket",
-                )
-                .and_then(|mut s| {
-                    s.query_map([], |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, String>(2)?,
-                            r.get::<_, String>(3)?,
-                            r.get::<_, Option<Millis>>(4)?,
-                        ))
-                    })?
-                    .collect::<rusqlite::Result<Vec<_>>>()
-                })
-                .map_err(StoreError::sql("social: read budgets"))?;
-            Ok(rows
-                .into_iter()
-                .map(|(a, o, b, info, until)| {
-                    (
-                        a,
-                        o,
-                        b,
-                        serde_json::from_str(&info).unwrap_or(serde_json::Value::Null),
-                        until,
-                    )
-                })
-                .collect())
-        }))
+        self.social_budgets()
     }
 
     fn load_tokens(&self, account: String) -> BoxFuture<'_, Result<Option<Tokens>, StoreError>> {
-        Box::pin(self.read(move |conn| {
-            let text: Option<String> = conn
-                .prepare_cached("SELECT tokens FROM social_tokens WHERE account = ?1")
-                .and_then(|mut s| s.query_row(params![account], |r| r.get(0)).optional())
-                .map_err(StoreError::sql("social: load tokens"))?;
-            text.map(|t| {
-                serde_json::from_str(&t).map_err(|e| StoreError::corrupt("social: load tokens", e))
-            })
-            .transpose()
-        }))
+        self.social_load_tokens(account)
     }
 
     fn save_tokens(
@@ -646,17 +391,6 @@ impl SocialStore for SqliteStore {
         tokens: Tokens,
         now: Millis,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
-        let text = serde_json::to_string(&tokens);
-        Box::pin(self.write(move |txn| {
-            let text = text.map_err(|e| StoreError::corrupt("social: save tokens", e))?;
-            txn.prepare_cached(
-                "INSERT INTO social_tokens (account, tokens, updated_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (account) DO UPDATE SET tokens = excluded.tokens,
-                     updated_at = excluded.updated_at",
-            )
-            .and_then(|mut s| s.execute(params![account, text, now]))
-            .map_err(StoreError::sql("social: save tokens"))?;
-            Ok(())
-        }))
+        self.social_save_tokens(account, tokens, now)
     }
 }
