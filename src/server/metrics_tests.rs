@@ -1,3 +1,4 @@
+use super::super::promql::metric_names;
 use super::*;
 use crate::scheduler::ScheduleInfo;
 use crate::store::ChannelDepth;

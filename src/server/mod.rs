@@ -7,7 +7,8 @@
 //! - [`api`]: JSON for the dashboard's Tasks, Bus, Schedules and Logs pages; [`social`]
 //!   for its Social page.
 //! - [`events`]: server-sent events that keep the dashboard live.
-//! - [`metrics`], [`telemetry`], [`process`]: the Prometheus text and what feeds it.
+//! - [`metrics`], [`telemetry`], [`process`]: the Prometheus text and what feeds it;
+//!   [`families`] registers every exported metric, [`promql`] reads dashboard queries.
 //!
 //! Routes (JSON; every `/api` route needs the token: `Authorization: Bearer <token>` with
 //! the token from `<data_dir>/daemon.token`, mode 0600, or the dashboard's session cookie):
@@ -36,9 +37,11 @@ pub mod assets;
 pub mod auth;
 pub mod control;
 pub mod events;
+pub mod families;
 pub mod files;
 pub mod metrics;
 pub mod process;
+pub mod promql;
 pub mod repl;
 pub mod social;
 pub mod telemetry;
