@@ -11,7 +11,9 @@
 //! - [`bus`]: the durable message bus (plain Rust, no mlua).
 //! - [`scheduler`]: cron, intervals and one-shot times with missed-run and overlap policies.
 //! - [`tasks`]: the task store and its state machine (plain Rust, no mlua).
-//! - [`server`]: the daemon's HTTP side — control API, `/metrics`, its lock and token files.
+//! - [`server`]: the daemon's HTTP side — control API, dashboard, SSE, `/metrics`, its lock
+//!   and token files.
+//! - [`private_fs`]: 0700 directories and 0600 files for the database, tokens and logs.
 //! - [`cli`]: one file per subcommand family; `main.rs` only parses and dispatches.
 //! - [`social`]: the durable social outbox — accounts, scheduling, rate limits, metrics.
 //! - [`units`]: durations and byte sizes as users write them.
@@ -23,6 +25,7 @@ pub mod clients;
 pub mod config;
 pub mod logging;
 pub mod lua;
+pub mod private_fs;
 pub mod runtime;
 pub mod scheduler;
 pub mod server;

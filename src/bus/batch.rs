@@ -109,6 +109,7 @@ impl Bus {
             }
             match self.inner.store.enqueue(all).await {
                 Ok(ids) => {
+                    self.inner.counters.sent(ids.len());
                     for channel in &channels {
                         self.wake(channel);
                     }
@@ -162,6 +163,7 @@ impl Bus {
                 Ok(outcomes) => {
                     for ((reference, answer), outcome) in batch.into_iter().zip(outcomes) {
                         if let SettleOutcome::Applied(status) = outcome {
+                            self.inner.counters.finished(status);
                             self.inner.waiters.finish(reference.id, status);
                         }
                         let _ = answer.send(Ok(outcome));

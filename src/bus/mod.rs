@@ -32,6 +32,7 @@ pub mod bench;
 pub mod channel;
 pub mod clock;
 pub mod config;
+mod counters;
 mod error;
 pub mod history;
 pub mod message;
@@ -49,6 +50,7 @@ use std::time::Duration;
 
 pub use channel::{Pattern, BROADCAST, CAPTAIN};
 pub use config::BusConfig;
+pub use counters::BusCounts;
 pub use error::BusError;
 pub use message::{Delivery, Message, Outcome, SendOptions};
 pub use pubsub::{Published, Subscription};
@@ -89,6 +91,8 @@ struct Inner {
     sends: batch::Queue<Vec<NewMessage>, Vec<MessageId>>,
     acks: batch::Queue<crate::store::DeliveryRef, crate::store::SettleOutcome>,
     pubsub: Arc<pubsub::PubSub>,
+    /// Sent/acked/dead/failed since creation, for `/metrics`.
+    counters: counters::Counters,
 }
 
 impl std::fmt::Debug for Bus {
@@ -120,6 +124,7 @@ impl Bus {
                 waiters: receipt::Waiters::default(),
                 sends: batch::Queue::default(),
                 acks: batch::Queue::default(),
+                counters: counters::Counters::default(),
             }),
         })
     }

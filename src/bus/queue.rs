@@ -209,6 +209,7 @@ impl Bus {
         let vis = millis(self.inner.config.visibility_timeout);
         let claimed = self.inner.store.claim(channel, want, now, vis).await?;
         for (id, status) in &claimed.finished {
+            self.inner.counters.finished(*status);
             self.inner.waiters.finish(*id, *status);
         }
         prefetch.adapt(claimed.messages.len() >= want, max);
@@ -221,6 +222,7 @@ impl Bus {
                     unreadable = true;
                     let outcome = self.inner.store.nack(reference, why, None, now).await?;
                     if let SettleOutcome::Applied(status) = outcome {
+                        self.inner.counters.finished(status);
                         self.inner.waiters.finish(reference.id, status);
                     }
                 }
@@ -266,6 +268,7 @@ impl Bus {
             .nack(delivery.reference(), error, retry_at, now)
             .await?;
         let status = self.settled(delivery.reference(), outcome)?;
+        self.inner.counters.finished(status);
         if status == MessageStatus::Queued {
             // Waiting consumers learn the new retry time from their next claim.
             self.wake(&delivery.message.channel);

@@ -16,7 +16,9 @@ pub mod attach;
 pub mod bench;
 pub mod bench_agents;
 pub mod bus;
+pub mod dashboard;
 pub mod init;
+pub mod log;
 pub mod repl;
 pub mod run;
 pub mod schedule;
@@ -80,6 +82,17 @@ pub enum Command {
         #[command(subcommand)]
         cmd: bench::BenchCommand,
     },
+    /// Logs: `tail [--follow]` and `search QUERY` over the live and archived JSON-lines files.
+    Log {
+        #[command(subcommand)]
+        cmd: log::LogCommand,
+    },
+    /// Print the dashboard's address and token, and open it in a browser where one exists.
+    Dashboard {
+        /// Only print; do not start a browser.
+        #[arg(long)]
+        no_open: bool,
+    },
     /// Social posting: post, queue, retry, cancel, send, accounts, report.
     Social {
         #[command(subcommand)]
@@ -119,6 +132,8 @@ pub fn dispatch(cli: Cli) -> ExitCode {
             })
         }
         Command::Agent { cmd } => agent::run(config, cmd),
+        Command::Log { cmd } => log::run(&config, cmd),
+        Command::Dashboard { no_open } => dashboard::run(&config, no_open),
         Command::Bus { cmd } => with_store(&config, |store| {
             let bus_config = config.bus.clone();
             async move { bus::run_with_config(cmd, store, bus_config).await }

@@ -66,6 +66,7 @@ async fn run(config: Arc<Config>, data_dir: &Path) -> anyhow::Result<ExitCode> {
     )
     .await?;
     let (stop_schedules, schedules_stopped) = tokio::sync::oneshot::channel::<()>();
+    let scheduler_handle = scheduler.clone();
     let schedules = tokio::task::spawn_local(async move {
         scheduler
             .run(async {
@@ -98,6 +99,8 @@ async fn run(config: Arc<Config>, data_dir: &Path) -> anyhow::Result<ExitCode> {
             })?;
     let addr = listener.local_addr()?;
     let token = files::write_token(data_dir)?;
+    let telemetry = crate::server::telemetry::Telemetry::default();
+    let _telemetry = telemetry.spawn_listener(&bus)?;
     let (requests, requests_rx) = mpsc::unbounded_channel();
     let daemon = Daemon {
         supervisor: supervisor.clone(),
@@ -111,12 +114,20 @@ async fn run(config: Arc<Config>, data_dir: &Path) -> anyhow::Result<ExitCode> {
             store.clone(),
             bus.clone(),
         ),
+        scheduler: Some(scheduler_handle),
+        social: Some(store.clone() as Arc<dyn crate::store::SocialStore>),
+        telemetry,
     };
     let control = tokio::task::spawn_local(daemon.serve(requests_rx));
+    let log_dir = (!config.log.dir.as_os_str().is_empty()).then(|| config.resolve(&config.log.dir));
     let app = router(ApiState {
         requests,
         bus: bus.clone(),
-        token,
+        token: token.clone(),
+        tasks: Some(tasks.clone()),
+        schedules: Some(store.clone() as Arc<dyn ScheduleStore>),
+        log_dir,
+        social: Some(store.clone() as Arc<dyn crate::store::SocialStore>),
     });
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
@@ -137,6 +148,10 @@ async fn run(config: Arc<Config>, data_dir: &Path) -> anyhow::Result<ExitCode> {
         "dreamos serve: {} agent(s), control API on http://{addr} (token in {})",
         config.agents.len(),
         data_dir.join(files::TOKEN_FILE).display()
+    );
+    eprintln!(
+        "dreamos serve: dashboard {} (token {token})",
+        files::dashboard_url(&addr.to_string())
     );
 
     let signal = wait_for_signal().await?;

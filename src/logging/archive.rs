@@ -161,7 +161,12 @@ pub(crate) fn archive_file(src: &Path, dir: &Path, name: &str) -> io::Result<Pat
         let mut input = BufReader::new(File::open(src)?);
         // Fast compression: this runs under the writers' lock, and log text compresses
         // well at any level.
-        let mut gz = GzEncoder::new(BufWriter::new(File::create(&tmp)?), Compression::fast());
+        let out = crate::private_fs::options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        let mut gz = GzEncoder::new(BufWriter::new(out), Compression::fast());
         io::copy(&mut input, &mut gz)?;
         let file = gz.finish()?.into_inner().map_err(|e| e.into_error())?;
         file.set_modified(modified)?;

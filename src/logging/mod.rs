@@ -33,7 +33,9 @@
 mod archive;
 mod devlog;
 mod filter;
+mod follow;
 mod layers;
+mod query;
 mod record;
 mod rotate;
 mod search;
@@ -51,6 +53,8 @@ use tracing_subscriber::layer::{Layer, SubscriberExt};
 pub use archive::SweepReport;
 pub use devlog::{devlog, DevlogError, DEVLOG_CATEGORIES};
 pub use filter::parse_filter;
+pub use follow::Follower;
+pub use query::LogFilterArgs;
 pub use rotate::RotatingFile;
 pub use search::{search, LogQuery, LogSource};
 

@@ -8,7 +8,7 @@
 //! Nothing is opened until the first line: a one-shot script that never logs to the file
 //! never touches the disk, and creating the sink costs no system call.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -107,8 +107,9 @@ impl RotatingFile {
 
     fn open<'a>(&self, state: &'a mut Option<OpenFile>) -> io::Result<&'a mut OpenFile> {
         if state.is_none() {
-            fs::create_dir_all(&self.dir)?;
-            let file = OpenOptions::new()
+            // Logs may quote payloads and errors: this user's only (0700 dir, 0600 file).
+            crate::private_fs::create_dir_all(&self.dir)?;
+            let file = crate::private_fs::options()
                 .create(true)
                 .append(true)
                 .open(self.path())?;
@@ -162,6 +163,7 @@ mod tests {
     use super::*;
     use crate::logging::archive::{list, LogFileKind};
     use crate::logging::testdir::TestDir;
+    use std::fs;
 
     fn settings(max_size: u64, keep: usize) -> LogSettings {
         LogSettings {
@@ -246,5 +248,30 @@ mod tests {
         fs::remove_file(&blocked).expect("unblock");
         sink.write_line("kept\n").expect("recovers");
         assert_eq!(fs::read_to_string(sink.path()).expect("read"), "kept\n");
+    }
+
+    #[test]
+    fn log_files_archives_and_new_directories_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = TestDir::new();
+        let logs = dir.join("private/logs");
+        // keep = 0: every rotation archives the backup at once.
+        let sink = RotatingFile::new(&logs, "x", &settings(10, 0));
+        for line in ["aaaa\n", "bbbb\n", "cccc\n", "dddd\n"] {
+            sink.write_line(line).expect("write");
+        }
+        let mode = |p: &Path| fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.join("private")), 0o700);
+        assert_eq!(mode(&logs), 0o700);
+        assert_eq!(mode(&sink.path()), 0o600);
+        let archives: Vec<_> = list(&logs, "x")
+            .expect("list")
+            .into_iter()
+            .filter(|f| f.kind == LogFileKind::Archive)
+            .collect();
+        assert!(!archives.is_empty(), "nothing archived");
+        for a in archives {
+            assert_eq!(mode(&a.path), 0o600, "{}", a.path.display());
+        }
     }
 }

@@ -50,6 +50,9 @@ pub struct LogQuery {
     pub target: Option<String>,
     /// Substring of the record's `script`; records without a script do not match.
     pub script: Option<String>,
+    /// An agent's name: the record's `agent` field equals it, or its `script`'s file stem
+    /// does (`log.info` inside `scripts/agents/scout.lua` belongs to agent `scout`).
+    pub agent: Option<String>,
     /// Exact devlog category.
     pub category: Option<String>,
     /// Case-insensitive substring of the message or of any user field's value.
@@ -106,9 +109,18 @@ pub fn search(dir: &Path, query: &LogQuery) -> anyhow::Result<Vec<Value>> {
     Ok(hits.into_iter().map(|(_, record)| record).collect())
 }
 
+impl LogQuery {
+    /// Whether one record passes every filter (the live tail of the dashboard and of
+    /// `dreamos log tail --follow` use this; `limit` does not apply).
+    pub fn matches(&self, record: &Value) -> bool {
+        let needle = self.text.as_ref().map(|t| t.to_lowercase());
+        matches(self, needle.as_deref(), record, timestamp(record))
+    }
+}
+
 /// Calls `each` for every JSON-object line. A damaged tail (a truncated archive) ends the
 /// file quietly: what was readable is still returned.
-fn for_each_record(mut reader: Box<dyn BufRead>, mut each: impl FnMut(Value)) {
+pub(super) fn for_each_record(mut reader: Box<dyn BufRead>, mut each: impl FnMut(Value)) {
     let mut buf = Vec::new();
     loop {
         buf.clear();
@@ -150,6 +162,14 @@ fn matches(
     }
     if !contains("target", &query.target) || !contains("script", &query.script) {
         return false;
+    }
+    if let Some(agent) = &query.agent {
+        let stem = text("script")
+            .and_then(|s| Path::new(s).file_stem())
+            .and_then(|s| s.to_str());
+        if text("agent") != Some(agent.as_str()) && stem != Some(agent.as_str()) {
+            return false;
+        }
     }
     if let Some(category) = &query.category {
         if text("category") != Some(category.as_str()) {
@@ -266,6 +286,8 @@ mod tests {
         assert_eq!(q(|q| q.text = Some("t-7".into())), ["lease lost"]);
         assert_eq!(q(|q| q.text = Some("12".into())), ["Disk nearly full"]);
         assert_eq!(q(|q| q.text = Some("dreamos".into())), Vec::<String>::new());
+        assert_eq!(q(|q| q.agent = Some("scout".into())), ["Disk nearly full"]);
+        assert_eq!(q(|q| q.agent = Some("scou".into())), Vec::<String>::new());
     }
 
     #[test]

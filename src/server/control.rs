@@ -25,6 +25,10 @@ pub enum Request {
     },
     Logs(String, oneshot::Sender<Result<Vec<String>, Refused>>),
     Metrics(oneshot::Sender<String>),
+    /// Every schedule with its next runs (the scheduler lives on this thread).
+    Schedules(oneshot::Sender<Vec<crate::scheduler::ScheduleInfo>>),
+    /// Starts a run of a schedule now.
+    RunSchedule(String, oneshot::Sender<Result<String, Refused>>),
     /// Opens a REPL session: its id and preloaded globals.
     ReplOpen(oneshot::Sender<Result<(u64, Vec<String>), Refused>>),
     /// Hands a request to a session; the answer comes on the request's own channel.
@@ -105,6 +109,12 @@ pub struct Daemon {
     pub tasks: Option<crate::tasks::Tasks>,
     /// `repl --attach` sessions.
     pub sessions: super::repl::Sessions,
+    /// The daemon's scheduler: the Schedules page and `dreamos_schedule_*` metrics.
+    pub scheduler: Option<crate::scheduler::Scheduler>,
+    /// The social outbox, for `dreamos_social_posts`.
+    pub social: Option<Arc<dyn crate::store::SocialStore>>,
+    /// Counts kept from bus events, for `/metrics`.
+    pub telemetry: super::telemetry::Telemetry,
 }
 
 /// Transitions shown by `status`.
@@ -155,20 +165,58 @@ impl Daemon {
                 }
                 Request::ReplClose(session) => self.sessions.close(session),
                 Request::Metrics(reply) => {
-                    let stats = self.bus.stats().await.ok();
-                    let counts = match &self.tasks {
-                        Some(tasks) => tasks.counts().await.ok(),
-                        None => None,
+                    let _ = reply.send(self.metrics().await);
+                }
+                Request::Schedules(reply) => {
+                    let list = self
+                        .scheduler
+                        .as_ref()
+                        .map(|s| s.list())
+                        .unwrap_or_default();
+                    let _ = reply.send(list);
+                }
+                Request::RunSchedule(name, reply) => {
+                    let result = match &self.scheduler {
+                        None => Err(Refused::new("not_found", "this daemon runs no scheduler")),
+                        Some(s) => s
+                            .run_now(&name)
+                            .map(|()| format!("{name}: run started"))
+                            .map_err(|e| match e {
+                                crate::scheduler::SchedulerError::NotFound(_) => {
+                                    Refused::new("not_found", e.to_string())
+                                }
+                                other => Refused::new("conflict", other.to_string()),
+                            }),
                     };
-                    let text = super::metrics::render(
-                        &self.supervisor.list(),
-                        stats.as_ref(),
-                        counts.as_deref(),
-                    );
-                    let _ = reply.send(text);
+                    let _ = reply.send(result);
                 }
             }
         }
+    }
+
+    async fn metrics(&self) -> String {
+        let stats = self.bus.stats().await.ok();
+        let counts = match &self.tasks {
+            Some(tasks) => tasks.counts().await.ok(),
+            None => None,
+        };
+        let schedules = self.scheduler.as_ref().map(|s| s.list());
+        let social = match &self.social {
+            Some(store) => super::social::counts(store.as_ref()).await.ok(),
+            None => None,
+        };
+        let agents = self.supervisor.list();
+        let telemetry = self.telemetry.lock();
+        super::metrics::render(&super::metrics::Snapshot {
+            agents: &agents,
+            bus: stats.as_ref(),
+            bus_counts: self.bus.counts(),
+            tasks: counts.as_deref(),
+            schedules: schedules.as_deref(),
+            telemetry: Some(&telemetry),
+            process: super::process::read(),
+            social_posts: social.as_deref(),
+        })
     }
 
     async fn rows(&self) -> Vec<AgentRow> {

@@ -27,7 +27,7 @@ pub struct DaemonLock {
 impl DaemonLock {
     /// Takes the lock or says who holds it.
     pub fn acquire(data_dir: &Path) -> anyhow::Result<DaemonLock> {
-        std::fs::create_dir_all(data_dir).map_err(|e| {
+        crate::private_fs::create_dir_all(data_dir).map_err(|e| {
             anyhow::anyhow!(
                 "cannot create the data directory {}: {e}",
                 data_dir.display()
@@ -96,9 +96,28 @@ pub fn write_token(data_dir: &Path) -> anyhow::Result<String> {
 
 pub fn write_info(data_dir: &Path, info: &DaemonInfo) -> anyhow::Result<PathBuf> {
     let path = data_dir.join(INFO_FILE);
-    std::fs::write(&path, serde_json::to_vec_pretty(info)?)
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    let write = || -> std::io::Result<()> {
+        let mut file = crate::private_fs::options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)?;
+        file.write_all(&serde_json::to_vec_pretty(info)?)
+    };
+    write().map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     Ok(path)
+}
+
+/// The dashboard's address for a person on this machine: a daemon listening on every
+/// interface (`0.0.0.0`, `::`) is reached at the loopback address.
+pub fn dashboard_url(addr: &str) -> String {
+    match addr.parse::<std::net::SocketAddr>() {
+        Ok(a) if a.ip().is_unspecified() => {
+            let local = if a.is_ipv4() { "127.0.0.1" } else { "[::1]" };
+            format!("http://{local}:{}/", a.port())
+        }
+        _ => format!("http://{addr}/"),
+    }
 }
 
 /// Removes `daemon.json` on a clean exit, so the CLI says "no daemon" rather than
@@ -128,4 +147,16 @@ pub fn find_daemon(data_dir: &Path) -> anyhow::Result<(DaemonInfo, String)> {
         )
     })?;
     Ok((info, token.trim().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dashboard_of_a_daemon_on_every_interface_is_on_loopback() {
+        assert_eq!(dashboard_url("0.0.0.0:7878"), "http://127.0.0.1:7878/");
+        assert_eq!(dashboard_url("[::]:7878"), "http://[::1]:7878/");
+        assert_eq!(dashboard_url("127.0.0.1:9"), "http://127.0.0.1:9/");
+    }
 }

@@ -1,11 +1,17 @@
-//! The daemon's HTTP side: the control API the CLI talks to, and `/metrics`.
+//! The daemon's HTTP side: the control API the CLI talks to, the dashboard, `/metrics`.
 //!
 //! - [`files`]: the lock, token and address files in the data directory.
 //! - [`control`]: requests carried from the HTTP tasks to the supervisor's local task.
-//! - [`metrics`]: the Prometheus text.
+//! - [`auth`]: the token (bearer or session cookie) and the anti-forgery checks.
+//! - [`assets`]: the dashboard's page, script and style, embedded in the binary.
+//! - [`api`]: JSON for the dashboard's Tasks, Bus, Schedules and Logs pages; [`social`]
+//!   for its Social page.
+//! - [`events`]: server-sent events that keep the dashboard live.
+//! - [`metrics`], [`telemetry`], [`process`]: the Prometheus text and what feeds it;
+//!   [`families`] registers every exported metric, [`promql`] reads dashboard queries.
 //!
-//! Routes (JSON; every `/api` route needs `Authorization: Bearer <token>`, the token being
-//! in `<data_dir>/daemon.token`, mode 0600):
+//! Routes (JSON; every `/api` route needs the token: `Authorization: Bearer <token>` with
+//! the token from `<data_dir>/daemon.token`, mode 0600, or the dashboard's session cookie):
 //!
 //! | route | what |
 //! |---|---|
@@ -16,15 +22,36 @@
 //! | `POST /api/broadcast` | body: any JSON, one copy per agent inbox |
 //! | `GET /api/agents/{name}/logs` | recent `self:log` lines |
 //! | `POST /api/repl` · `POST /api/repl/{id}/eval` · `.../complete` · `DELETE /api/repl/{id}` | `repl --attach` sessions |
+//! | `GET /api/tasks` · `GET /api/tasks/{id}` | tasks (filters: status, agent, category), one task with its dependencies |
+//! | `GET /api/bus/messages` · `/api/bus/dead` · `/api/bus/stats` · `POST /api/bus/dead/{id}/retry` | bus history, dead letters |
+//! | `GET /api/schedules` · `GET /api/schedules/{name}/runs` · `POST /api/schedules/{name}/run` | schedules |
+//! | `GET /api/social/posts` · `GET /api/social/posts/{id}/metrics` | outbox posts with counts by status, engagement samples |
+//! | `GET /api/logs` · `GET /api/logs/stream` | log search (live and archived files), live tail (SSE) |
+//! | `GET /api/events` | server-sent events: agents, tasks, schedules, bus, social |
+//! | `GET /` · `POST /login` · `POST /logout` · `/assets/*` | the dashboard |
 //! | `GET /metrics` | Prometheus text (no token: read-only numbers, loopback by default) |
+//! | `GET /health` | `ok` (no token; for container health checks) |
 
+pub mod api;
+pub mod assets;
+pub mod auth;
 pub mod control;
+pub mod events;
+pub mod families;
 pub mod files;
 pub mod metrics;
+pub mod process;
+pub mod promql;
 pub mod repl;
+pub mod social;
+pub mod telemetry;
 
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::{Path, Request as HttpRequest, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -34,17 +61,26 @@ use tokio::sync::{mpsc, oneshot};
 use crate::bus::{Bus, SendOptions, BROADCAST};
 use control::{Action, Refused, Request};
 
-/// What every handler shares. `Send + Sync`: only channels, the bus and the token.
+/// What every handler shares. `Send + Sync`: channels, the bus, the task service and
+/// stores (all handles), the token.
 #[derive(Clone)]
 pub struct ApiState {
     pub requests: mpsc::UnboundedSender<Request>,
     pub bus: Bus,
     pub token: String,
+    /// The dashboard's Tasks page; `None` where the daemon runs no task service.
+    pub tasks: Option<crate::tasks::Tasks>,
+    /// Run history for the Schedules page.
+    pub schedules: Option<Arc<dyn crate::store::ScheduleStore>>,
+    /// Where the JSON-lines logs are, for the Logs page; `None` when no files are written.
+    pub log_dir: Option<PathBuf>,
+    /// The social outbox's store, for the Social page.
+    pub social: Option<Arc<dyn crate::store::SocialStore>>,
 }
 
-/// The control API and `/metrics`.
+/// The control API, the dashboard and `/metrics`.
 pub fn router(state: ApiState) -> Router {
-    Router::new()
+    let api = Router::new()
         .route("/api/agents", get(list))
         .route("/api/agents/{name}", get(status))
         .route("/api/agents/{name}/logs", get(logs))
@@ -55,8 +91,44 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/repl/{id}", axum::routing::delete(repl_close))
         .route("/api/repl/{id}/eval", post(repl_eval))
         .route("/api/repl/{id}/complete", post(repl_complete))
+        .route("/api/tasks", get(api::tasks))
+        .route("/api/tasks/{id}", get(api::task))
+        .route("/api/bus/messages", get(api::bus_messages))
+        .route("/api/bus/dead", get(api::bus_dead))
+        .route("/api/bus/dead/{id}/retry", post(api::bus_retry))
+        .route("/api/bus/stats", get(api::bus_stats))
+        .route("/api/schedules", get(api::schedules))
+        .route("/api/schedules/{name}/runs", get(api::schedule_runs))
+        .route("/api/schedules/{name}/run", post(api::schedule_run))
+        .route("/api/social/posts", get(social::posts))
+        .route("/api/social/posts/{id}/metrics", get(social::post_metrics))
+        .route("/api/logs", get(api::logs))
+        .route("/api/logs/stream", get(events::log_stream))
+        .route("/api/events", get(events::events))
+        .route("/assets/app.js", get(assets::script))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .merge(api)
+        .route("/", get(assets::index))
+        .route("/assets/app.css", get(assets::style))
+        .route("/login", post(auth::login))
+        .route("/logout", post(auth::logout))
         .route("/metrics", get(metrics_text))
+        .route("/health", get(api::health))
+        .layer(middleware::map_response(assets::security_headers))
         .with_state(state)
+}
+
+/// Refuses every protected route without the token (see [`auth`]).
+async fn require_token(
+    State(state): State<ApiState>,
+    request: HttpRequest,
+    next: Next,
+) -> Response {
+    match auth::authorize(&state, request.method(), request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
 }
 
 type ApiResult = Result<Response, ApiError>;
@@ -65,7 +137,7 @@ type ApiResult = Result<Response, ApiError>;
 pub struct ApiError {
     code: StatusCode,
     kind: &'static str,
-    message: String,
+    pub message: String,
 }
 
 impl IntoResponse for ApiError {
@@ -92,32 +164,6 @@ fn refused(r: Refused) -> ApiError {
     error(code, r.kind, r.error)
 }
 
-/// Compares the bearer token in constant time (the token is short; timing leaks matter
-/// little on loopback, but it costs nothing).
-fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let given = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    let expected = state.token.as_bytes();
-    let ok = given.len() == expected.len()
-        && given
-            .bytes()
-            .zip(expected)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if ok {
-        Ok(())
-    } else {
-        Err(error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing or wrong token (see <data_dir>/daemon.token)",
-        ))
-    }
-}
-
 /// Sends a request to the control loop and waits for its answer.
 async fn ask<T>(
     state: &ApiState,
@@ -135,30 +181,19 @@ async fn ask<T>(
     rx.await.map_err(|_| gone())
 }
 
-async fn list(State(state): State<ApiState>, headers: HeaderMap) -> ApiResult {
-    authorize(&state, &headers)?;
+async fn list(State(state): State<ApiState>) -> ApiResult {
     let rows = ask(&state, Request::List).await?;
     Ok(Json(rows).into_response())
 }
 
-async fn status(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-) -> ApiResult {
-    authorize(&state, &headers)?;
+async fn status(State(state): State<ApiState>, Path(name): Path<String>) -> ApiResult {
     let detail = ask(&state, |tx| Request::Status(name, tx))
         .await?
         .map_err(refused)?;
     Ok(Json(detail).into_response())
 }
 
-async fn logs(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-) -> ApiResult {
-    authorize(&state, &headers)?;
+async fn logs(State(state): State<ApiState>, Path(name): Path<String>) -> ApiResult {
     let lines = ask(&state, |tx| Request::Logs(name, tx))
         .await?
         .map_err(refused)?;
@@ -167,10 +202,8 @@ async fn logs(
 
 async fn act(
     State(state): State<ApiState>,
-    headers: HeaderMap,
     Path((name, action)): Path<(String, String)>,
 ) -> ApiResult {
-    authorize(&state, &headers)?;
     let action: Action = action
         .parse()
         .map_err(|e: String| error(StatusCode::NOT_FOUND, "not_found", e))?;
@@ -186,11 +219,9 @@ async fn act(
 
 async fn message(
     State(state): State<ApiState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
     Json(payload): Json<Value>,
 ) -> ApiResult {
-    authorize(&state, &headers)?;
     let to = format!("agent:{name}");
     let receipt = state
         .bus
@@ -200,12 +231,7 @@ async fn message(
     Ok(Json(json!({ "ok": true, "id": receipt.id(), "to": to })).into_response())
 }
 
-async fn broadcast(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    Json(payload): Json<Value>,
-) -> ApiResult {
-    authorize(&state, &headers)?;
+async fn broadcast(State(state): State<ApiState>, Json(payload): Json<Value>) -> ApiResult {
     let receipt = state
         .bus
         .send("cli", BROADCAST, &payload, SendOptions::default())
@@ -226,18 +252,12 @@ async fn metrics_text(State(state): State<ApiState>) -> ApiResult {
         .into_response())
 }
 
-async fn repl_open(State(state): State<ApiState>, headers: HeaderMap) -> ApiResult {
-    authorize(&state, &headers)?;
+async fn repl_open(State(state): State<ApiState>) -> ApiResult {
     let (id, preloaded) = ask(&state, Request::ReplOpen).await?.map_err(refused)?;
     Ok(Json(json!({ "session": id, "preloaded": preloaded })).into_response())
 }
 
-async fn repl_close(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    Path(id): Path<u64>,
-) -> ApiResult {
-    authorize(&state, &headers)?;
+async fn repl_close(State(state): State<ApiState>, Path(id): Path<u64>) -> ApiResult {
     let _ = state.requests.send(Request::ReplClose(id));
     Ok(Json(json!({ "ok": true })).into_response())
 }
@@ -259,11 +279,9 @@ async fn to_session(
 
 async fn repl_eval(
     State(state): State<ApiState>,
-    headers: HeaderMap,
     Path(id): Path<u64>,
     Json(req): Json<repl::EvalRequest>,
 ) -> ApiResult {
-    authorize(&state, &headers)?;
     let (tx, rx) = oneshot::channel();
     to_session(&state, id, repl::SessionRequest::Eval(req, tx)).await?;
     // If the client goes away, this handler is dropped with `rx`, and the session drops
@@ -276,11 +294,9 @@ async fn repl_eval(
 
 async fn repl_complete(
     State(state): State<ApiState>,
-    headers: HeaderMap,
     Path(id): Path<u64>,
     Json(req): Json<repl::CompleteRequest>,
 ) -> ApiResult {
-    authorize(&state, &headers)?;
     let (tx, rx) = oneshot::channel();
     to_session(&state, id, repl::SessionRequest::Complete(req, tx)).await?;
     let reply = rx

@@ -48,6 +48,12 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot restrict the database file {} to mode 0600: {source}", path.display())]
+    Restrict {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot open database {}: {source}", path.display())]
     Open {
         path: PathBuf,

@@ -229,3 +229,21 @@ async fn an_inbox_fills_while_its_agent_is_away_and_a_reopened_bus_sees_it() {
     assert_eq!(n(&recv(&bus, "agent:sleeper").await), 1);
     assert_eq!(n(&recv(&bus, "agent:sleeper").await), 2);
 }
+
+#[tokio::test]
+async fn counts_what_was_sent_acked_and_failed_for_metrics() {
+    let (_dir, bus) = bus().await;
+    assert_eq!(bus.counts(), BusCounts::default());
+    for n in 0..3 {
+        send(&bus, "jobs", json!(n)).await;
+    }
+    let first = recv(&bus, "jobs").await;
+    bus.ack(&first).await.expect("ack");
+    let second = recv(&bus, "jobs").await;
+    bus.nack(&second, "never works", false).await.expect("nack");
+    let counts = bus.counts();
+    assert_eq!(
+        (counts.sent, counts.acked, counts.failed, counts.dead),
+        (3, 1, 1, 0)
+    );
+}

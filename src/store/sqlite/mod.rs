@@ -376,7 +376,7 @@ fn configure_sqlite_once() {
 fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     configure_sqlite_once();
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+        crate::private_fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
             path: dir.to_path_buf(),
             source,
         })?;
@@ -386,6 +386,15 @@ fn open_writer(path: &Path) -> Result<Connection, StoreError> {
         source,
     };
     let mut conn = Connection::open(path).map_err(open_err)?;
+    // The database holds messages, tasks and agent state: this user's only. Restricted
+    // right after SQLite created it and before WAL mode creates the -wal and -shm files,
+    // which SQLite gives the database file's mode.
+    if path != Path::new(":memory:") {
+        crate::private_fs::restrict_file(path).map_err(|source| StoreError::Restrict {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    }
     conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
     // WAL: readers never block the writer and a commit is one sequential append.
     // synchronous=FULL: every commit fsyncs the WAL before it returns, so what we

@@ -38,6 +38,27 @@ async fn open_creates_directories_and_migrates_once() {
 }
 
 #[tokio::test]
+async fn the_database_and_its_new_directories_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, store) = temp_store().await;
+    store
+        .kv_set("ns", "k", serde_json::json!(1))
+        .await
+        .expect("write");
+    let mode = |p: &str| {
+        std::fs::metadata(dir.path().join(p))
+            .expect("stat")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("nested"), 0o700);
+    assert_eq!(mode("nested/dir"), 0o700);
+    assert_eq!(mode("nested/dir/dreamos.db"), 0o600);
+    assert_eq!(mode("nested/dir/dreamos.db-wal"), 0o600);
+}
+
+#[tokio::test]
 async fn a_newer_schema_is_refused_with_both_versions() {
     let (dir, store) = temp_store().await;
     store
