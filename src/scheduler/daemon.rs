@@ -62,6 +62,7 @@ pub async fn run_by_hand(
             started,
             "running",
             None,
+            super::leader::node_id(),
         )
         .await?;
     let result = runner.run(def, started).await;

@@ -25,6 +25,7 @@ use super::def::ScheduleDef;
 use super::events::Events;
 use super::policy::{next_cached, plan_runs};
 use super::records::{RunKind, StoredSchedule};
+use super::sync::Editing;
 use super::trigger::Trigger;
 use super::{ScheduleInfo, SchedulerError, Settings};
 use crate::store::{Millis, ScheduleStore};
@@ -76,6 +77,12 @@ pub(super) struct Inner {
     pub(super) node: String,
     /// Until when this scheduler leads, i.e. fires shared schedules; 0 when it does not.
     pub(super) lead_until: Cell<Millis>,
+    /// The store's schedule change counter as of the last sync (`super::sync`).
+    pub(super) seen_version: Cell<i64>,
+    /// Edits of this scheduler awaiting the store, and edits finished: a sync that
+    /// overlaps one applies nothing.
+    pub(super) editing: Cell<u32>,
+    pub(super) edits: Cell<u64>,
 }
 
 #[derive(Default)]
@@ -145,6 +152,9 @@ impl Scheduler {
                 wake: Notify::new(),
                 node: super::leader::node_id(),
                 lead_until: Cell::new(0),
+                seen_version: Cell::new(-1),
+                editing: Cell::new(0),
+                edits: Cell::new(0),
             }),
         }
     }
@@ -162,6 +172,7 @@ impl Scheduler {
         source: &str,
     ) -> Result<ScheduleInfo, SchedulerError> {
         let now = self.now();
+        let editing = Editing::new(self);
         let prev = self.inner.store.get_schedule(def.name.clone()).await?;
         let mut stored = match prev {
             Some(prev) if prev.def == def => StoredSchedule {
@@ -191,6 +202,7 @@ impl Scheduler {
         self.inner.store.put_schedule(stored.clone(), now).await?;
         let shared = !source.starts_with("lua:");
         let info = self.install(stored, trigger);
+        drop(editing);
         if shared && self.inner.settings.lead && !self.is_leader() {
             self.renew_lead().await;
         }
@@ -220,7 +232,7 @@ impl Scheduler {
         Ok(loaded)
     }
 
-    fn install(&self, stored: StoredSchedule, trigger: Trigger) -> ScheduleInfo {
+    pub(super) fn install(&self, stored: StoredSchedule, trigger: Trigger) -> ScheduleInfo {
         let name = stored.def.name.clone();
         let mut state = self.inner.state.borrow_mut();
         if let Some(old) = state.entries.remove(&name) {
@@ -246,6 +258,7 @@ impl Scheduler {
 
     /// Removes a schedule and its history. Runs in progress finish.
     pub async fn remove(&self, name: &str) -> Result<bool, SchedulerError> {
+        let _editing = Editing::new(self);
         self.forget(name);
         Ok(self.inner.store.delete_schedule(name.to_string()).await?)
     }
@@ -267,7 +280,7 @@ impl Scheduler {
         Ok(names.len())
     }
 
-    fn forget(&self, name: &str) -> bool {
+    pub(super) fn forget(&self, name: &str) -> bool {
         let mut state = self.inner.state.borrow_mut();
         match state.entries.remove(name) {
             Some(old) => {
@@ -283,21 +296,38 @@ impl Scheduler {
     /// Pauses (`true`) or resumes a schedule. Resuming resets the failure count and fires
     /// next at the first time after now (what was due while paused is not caught up).
     pub async fn set_paused(&self, name: &str, paused: bool) -> Result<(), SchedulerError> {
+        let _editing = Editing::new(self);
+        if !self.inner.state.borrow().entries.contains_key(name) {
+            return Err(SchedulerError::NotFound(name.to_string()));
+        }
+        let next = self.set_paused_here(name, paused, None);
+        self.inner
+            .store
+            .set_paused(name.to_string(), paused, next)
+            .await?;
+        Ok(())
+    }
+
+    /// Pauses or resumes in memory; a resumed schedule fires next at `next`, else at the
+    /// first time after now. Returns its next fire time.
+    pub(super) fn set_paused_here(
+        &self,
+        name: &str,
+        paused: bool,
+        next: Option<Millis>,
+    ) -> Option<Millis> {
         let now = self.now();
         let next = {
             let mut guard = self.inner.state.borrow_mut();
             let state = &mut *guard;
-            let entry = state
-                .entries
-                .get_mut(name)
-                .ok_or_else(|| SchedulerError::NotFound(name.to_string()))?;
+            let entry = state.entries.get_mut(name)?;
             if let Some(next) = entry.stored.next_fire {
                 state.due.remove(&(next, name.to_string()));
             }
             entry.stored.paused = paused;
             if !paused {
                 entry.stored.failures = 0;
-                entry.stored.next_fire = entry.trigger.next_after(now);
+                entry.stored.next_fire = next.or_else(|| entry.trigger.next_after(now));
             }
             if let (true, Some(next)) = (entry.active(), entry.stored.next_fire) {
                 state.due.insert((next, name.to_string()));
@@ -305,11 +335,7 @@ impl Scheduler {
             entry.stored.next_fire
         };
         self.inner.wake.notify_one();
-        self.inner
-            .store
-            .set_paused(name.to_string(), paused, next)
-            .await?;
-        Ok(())
+        next
     }
 
     /// Starts a run now, whatever the overlap policy (an operator asked for it).
@@ -352,14 +378,34 @@ impl Scheduler {
         let keeper = self.clone();
         let leadership = tokio::task::spawn_local(async move {
             loop {
-                tokio::time::sleep(super::leader::RENEW_EVERY).await;
+                let leading = keeper.is_leader();
+                let wait = if leading {
+                    super::leader::RENEW_EVERY
+                } else {
+                    super::leader::WATCH_EVERY
+                };
+                tokio::time::sleep(wait).await;
                 // A script with only its own function handlers does not compete.
                 if keeper.has_shared() {
                     keeper.renew_lead().await;
+                    if leading && keeper.is_leader() {
+                        keeper.reconcile_runs().await;
+                    }
                 }
             }
         });
         let _stop_leadership = AbortOnDrop(leadership);
+        // Only a scheduler that may lead fires shared schedules, so only it follows what
+        // other processes change (a script's own scheduler fires only its handlers).
+        let _stop_sync = self.inner.settings.lead.then(|| {
+            let syncer = self.clone();
+            AbortOnDrop(tokio::task::spawn_local(async move {
+                loop {
+                    tokio::time::sleep(super::sync::SYNC_EVERY).await;
+                    syncer.sync_from_store().await;
+                }
+            }))
+        });
         self.run_loop(shutdown).await;
         self.release_lead().await;
     }

@@ -85,6 +85,34 @@ impl Events {
         }));
     }
 
+    /// Runs a process that died left unfinished; `again` of them run again by `policy`
+    /// (`None` when the schedule is gone, paused, or not this node's to run).
+    pub fn interrupted(
+        &self,
+        name: &str,
+        count: usize,
+        again: usize,
+        policy: Option<MissedPolicy>,
+    ) {
+        let what = match policy {
+            Some(p) => format!(
+                "{again} run again as catch-up (missed = {})",
+                serde_json::to_value(p)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default()
+            ),
+            None => "none run again (the schedule is gone or paused)".into(),
+        };
+        tracing::warn!(
+            target: LOG, schedule = name,
+            "{count} run(s) interrupted: the process running them ended; {what}"
+        );
+        self.publish(json!({
+            "event": "interrupted", "schedule": name, "runs": count, "again": again,
+        }));
+    }
+
     pub fn overlap_skipped(&self, name: &str, scheduled: Millis) {
         tracing::warn!(
             target: LOG, schedule = name,

@@ -29,8 +29,10 @@ mod events;
 pub mod leader;
 mod policy;
 pub mod records;
+mod recover;
 pub mod runner;
 mod runs;
+pub mod sync;
 pub mod trigger;
 
 #[cfg(test)]

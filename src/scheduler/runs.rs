@@ -35,8 +35,16 @@ impl Scheduler {
             let name_owned = name.to_string();
             tokio::task::spawn_local(async move {
                 let store = &this.inner.store;
-                let record =
-                    store.start_run(name_owned.clone(), kind, at, now, "skipped", Some(reason));
+                let node = this.inner.node.clone();
+                let record = store.start_run(
+                    name_owned.clone(),
+                    kind,
+                    at,
+                    now,
+                    "skipped",
+                    Some(reason),
+                    node,
+                );
                 if let Err(e) = record.await {
                     this.inner.events.store_error(&name_owned, &e);
                 }
@@ -99,10 +107,10 @@ impl Scheduler {
         let store = &self.inner.store;
         // The "running" record is written beside the run, not before it: a run starts on
         // time however busy the store is, and the record is there if the process dies.
-        let (writer, run_name) = (store.clone(), name.clone());
+        let (writer, run_name, node) = (store.clone(), name.clone(), self.inner.node.clone());
         let record = tokio::task::spawn_local(async move {
             writer
-                .start_run(run_name, kind, at, started, "running", None)
+                .start_run(run_name, kind, at, started, "running", None, node)
                 .await
         });
         self.inner.events.started(&name, at, started, kind);

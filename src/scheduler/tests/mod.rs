@@ -24,6 +24,9 @@ struct MemStore {
     rows: Mutex<BTreeMap<String, StoredSchedule>>,
     leader: Mutex<Option<(String, Millis)>>,
     runs: Mutex<Vec<RunRecord>>,
+    /// The node of each run in `runs`.
+    owners: Mutex<Vec<String>>,
+    version: std::sync::atomic::AtomicI64,
 }
 
 impl MemStore {
@@ -36,8 +39,17 @@ impl MemStore {
     }
 }
 
+impl MemStore {
+    /// What another process's add, removal or pause does to the change counter.
+    fn changed(&self) {
+        self.version
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 impl ScheduleStore for MemStore {
     fn put_schedule(&self, s: StoredSchedule, _: Millis) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.changed();
         self.rows.lock().unwrap().insert(s.def.name.clone(), s);
         Box::pin(async { Ok(()) })
     }
@@ -53,6 +65,7 @@ impl ScheduleStore for MemStore {
         Box::pin(async move { Ok(rows) })
     }
     fn delete_schedule(&self, name: String) -> BoxFuture<'_, Result<bool, StoreError>> {
+        self.changed();
         let existed = self.rows.lock().unwrap().remove(&name).is_some();
         Box::pin(async move { Ok(existed) })
     }
@@ -88,12 +101,63 @@ impl ScheduleStore for MemStore {
         let leads = leader.as_ref().is_some_and(|(who, _)| *who == node);
         Box::pin(async move { Ok(leads) })
     }
+    fn leader(&self) -> BoxFuture<'_, Result<Option<(String, Millis)>, StoreError>> {
+        let leader = self.leader.lock().unwrap().clone();
+        Box::pin(async move { Ok(leader) })
+    }
+    fn take_lead_from(
+        &self,
+        node: String,
+        holder: String,
+        until: Millis,
+    ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        let mut leader = self.leader.lock().unwrap();
+        let take = leader.as_ref().is_some_and(|(who, _)| *who == holder);
+        if take {
+            *leader = Some((node, until));
+        }
+        Box::pin(async move { Ok(take) })
+    }
+    fn schedule_version(&self) -> BoxFuture<'_, Result<i64, StoreError>> {
+        let v = self.version.load(std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async move { Ok(v) })
+    }
+    fn running_owners(&self) -> BoxFuture<'_, Result<Vec<Option<String>>, StoreError>> {
+        let runs = self.runs.lock().unwrap();
+        let owners = self.owners.lock().unwrap();
+        let mut out: Vec<Option<String>> = runs
+            .iter()
+            .zip(owners.iter())
+            .filter(|(r, _)| r.outcome == "running")
+            .map(|(_, o)| Some(o.clone()))
+            .collect();
+        out.dedup();
+        Box::pin(async move { Ok(out) })
+    }
+    fn interrupt_runs(
+        &self,
+        owner: Option<String>,
+        error: String,
+    ) -> BoxFuture<'_, Result<Vec<RunRecord>, StoreError>> {
+        let mut runs = self.runs.lock().unwrap();
+        let owners = self.owners.lock().unwrap();
+        let mut out = Vec::new();
+        for (run, o) in runs.iter_mut().zip(owners.iter()) {
+            if run.outcome == "running" && owner.as_deref() == Some(o.as_str()) {
+                out.push(run.clone());
+                run.outcome = "interrupted".into();
+                run.error = Some(error.clone());
+            }
+        }
+        Box::pin(async move { Ok(out) })
+    }
     fn set_paused(
         &self,
         name: String,
         paused: bool,
         next: Option<Millis>,
     ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        self.changed();
         let mut rows = self.rows.lock().unwrap();
         let found = rows.get_mut(&name).map(|row| {
             row.paused = paused;
@@ -112,7 +176,9 @@ impl ScheduleStore for MemStore {
         started: Millis,
         outcome: &'static str,
         error: Option<String>,
+        node: String,
     ) -> BoxFuture<'_, Result<i64, StoreError>> {
+        self.owners.lock().unwrap().push(node);
         let mut runs = self.runs.lock().unwrap();
         let id = runs.len() as i64 + 1;
         runs.push(RunRecord {
@@ -244,5 +310,6 @@ async fn local<F: std::future::Future>(f: F) -> F::Output {
     tokio::task::LocalSet::new().run_until(f).await
 }
 
+mod changes;
 mod firing;
 mod nodes;

@@ -98,7 +98,15 @@ async fn sqlite_store_keeps_schedules_claims_and_pruned_history() {
     );
     for i in 0..40 {
         let id = store
-            .start_run("job".into(), RunKind::Scheduled, i, i, "running", None)
+            .start_run(
+                "job".into(),
+                RunKind::Scheduled,
+                i,
+                i,
+                "running",
+                None,
+                "n".into(),
+            )
             .await
             .unwrap();
         let end = RunEnd {

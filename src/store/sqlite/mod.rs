@@ -70,6 +70,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "scheduler leadership",
         sql: schedules::LEADER_SCHEMA,
     },
+    Migration {
+        version: 7,
+        name: "schedule change counter and run owners",
+        sql: schedules::CHANGES_SCHEMA,
+    },
 ];
 
 /// Most jobs one transaction carries; bounds how long one commit holds callers.

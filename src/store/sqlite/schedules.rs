@@ -17,6 +17,32 @@ CREATE TABLE scheduler_leader (
 );
 ";
 
+/// Migration 7: a change counter other processes bump when they add, remove, pause, resume
+/// or redefine a schedule (triggers, so every writer counts, whatever its code path), read
+/// by a running scheduler to pick such changes up without a restart; and who owns each
+/// run, so runs left `running` by a process that died can be marked interrupted.
+/// Fire-time updates (`record_fires`) do not count: they happen every second.
+pub(super) const CHANGES_SCHEMA: &str = "
+CREATE TABLE schedule_changes (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL
+);
+INSERT INTO schedule_changes (id, version) VALUES (1, 0);
+CREATE TRIGGER schedules_added AFTER INSERT ON schedules BEGIN
+    UPDATE schedule_changes SET version = version + 1 WHERE id = 1;
+END;
+CREATE TRIGGER schedules_removed AFTER DELETE ON schedules BEGIN
+    UPDATE schedule_changes SET version = version + 1 WHERE id = 1;
+END;
+CREATE TRIGGER schedules_changed AFTER UPDATE ON schedules
+WHEN OLD.def IS NOT NEW.def OR OLD.source IS NOT NEW.source OR OLD.paused IS NOT NEW.paused
+BEGIN
+    UPDATE schedule_changes SET version = version + 1 WHERE id = 1;
+END;
+ALTER TABLE schedule_runs ADD COLUMN node TEXT;
+CREATE INDEX schedule_runs_running ON schedule_runs (node) WHERE outcome = 'running';
+";
+
 /// Migration 5.
 pub(super) const SCHEMA: &str = "
 CREATE TABLE schedules (
@@ -44,6 +70,21 @@ CREATE INDEX schedule_runs_by_schedule ON schedule_runs (schedule, id);
 ";
 
 const COLUMNS: &str = "name, def, source, paused, failures, last_fire, next_fire, last_outcome";
+
+const RUN_COLUMNS: &str = "id, schedule, kind, scheduled, started, ended, outcome, error";
+
+fn read_run(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
+    Ok(RunRecord {
+        id: r.get(0)?,
+        schedule: r.get(1)?,
+        kind: r.get(2)?,
+        scheduled: r.get(3)?,
+        started: r.get(4)?,
+        ended: r.get(5)?,
+        outcome: r.get(6)?,
+        error: r.get(7)?,
+    })
+}
 
 fn read_schedule(row: &Row<'_>) -> rusqlite::Result<(String, String, StoredSchedule)> {
     let name: String = row.get(0)?;
@@ -192,6 +233,81 @@ impl ScheduleStore for SqliteStore {
         }))
     }
 
+    fn leader(&self) -> BoxFuture<'_, Result<Option<(String, Millis)>, StoreError>> {
+        Box::pin(self.read(move |conn| {
+            conn.prepare_cached("SELECT node, until FROM scheduler_leader WHERE id = 1")
+                .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+                .map_err(StoreError::sql("schedules: leadership"))
+        }))
+    }
+
+    fn take_lead_from(
+        &self,
+        node: String,
+        holder: String,
+        until: Millis,
+    ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(self.write(move |txn| {
+            let n = txn
+                .prepare_cached(
+                    "UPDATE scheduler_leader SET node = ?1, until = ?3 WHERE id = 1 AND node = ?2",
+                )
+                .and_then(|mut s| s.execute(params![node, holder, until]))
+                .map_err(StoreError::sql("schedules: leadership"))?;
+            Ok(n == 1)
+        }))
+    }
+
+    fn schedule_version(&self) -> BoxFuture<'_, Result<i64, StoreError>> {
+        Box::pin(self.read(move |conn| {
+            conn.prepare_cached("SELECT version FROM schedule_changes WHERE id = 1")
+                .and_then(|mut s| s.query_row([], |r| r.get(0)))
+                .map_err(StoreError::sql("schedules: change counter"))
+        }))
+    }
+
+    fn running_owners(&self) -> BoxFuture<'_, Result<Vec<Option<String>>, StoreError>> {
+        Box::pin(self.read(move |conn| {
+            conn.prepare_cached("SELECT DISTINCT node FROM schedule_runs WHERE outcome = 'running'")
+                .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+                .map_err(StoreError::sql("schedules: running runs"))
+        }))
+    }
+
+    fn interrupt_runs(
+        &self,
+        owner: Option<String>,
+        error: String,
+    ) -> BoxFuture<'_, Result<Vec<RunRecord>, StoreError>> {
+        Box::pin(self.write(move |txn| {
+            let runs = txn
+                .prepare_cached(&format!(
+                    "SELECT {RUN_COLUMNS} FROM schedule_runs
+                     WHERE outcome = 'running' AND node IS ?1 ORDER BY id"
+                ))
+                .and_then(|mut s| {
+                    s.query_map(params![owner], read_run)?
+                        .collect::<Result<Vec<RunRecord>, _>>()
+                })
+                .map_err(StoreError::sql("schedules: interrupted runs"))?;
+            txn.prepare_cached(
+                "UPDATE schedule_runs SET outcome = 'interrupted', error = ?2
+                 WHERE outcome = 'running' AND node IS ?1",
+            )
+            .and_then(|mut s| s.execute(params![owner, error]))
+            .map_err(StoreError::sql("schedules: interrupted runs"))?;
+            let mut last = txn
+                .prepare_cached("UPDATE schedules SET last_outcome = 'interrupted' WHERE name = ?1")
+                .map_err(StoreError::sql("schedules: interrupted runs"))?;
+            for run in &runs {
+                last.execute(params![run.schedule])
+                    .map_err(StoreError::sql("schedules: interrupted runs"))?;
+            }
+            drop(last);
+            Ok(runs)
+        }))
+    }
+
     fn set_paused(
         &self,
         name: String,
@@ -226,6 +342,7 @@ impl ScheduleStore for SqliteStore {
         started: Millis,
         outcome: &'static str,
         error: Option<String>,
+        node: String,
     ) -> BoxFuture<'_, Result<i64, StoreError>> {
         Box::pin(self.write(move |txn| {
             // A skipped run has no start and ends when it was decided.
@@ -235,11 +352,21 @@ impl ScheduleStore for SqliteStore {
                 (Some(started), None)
             };
             txn.prepare_cached(
-                "INSERT INTO schedule_runs (schedule, kind, scheduled, started, ended, outcome, error)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO schedule_runs (schedule, kind, scheduled, started, ended, outcome,
+                     error, node)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )
             .and_then(|mut s| {
-                s.execute(params![name, kind.as_str(), scheduled, start, end, outcome, error])
+                s.execute(params![
+                    name,
+                    kind.as_str(),
+                    scheduled,
+                    start,
+                    end,
+                    outcome,
+                    error,
+                    node
+                ])
             })
             .map_err(StoreError::sql("schedules: record run"))?;
             let id = txn.last_insert_rowid();
@@ -292,24 +419,13 @@ impl ScheduleStore for SqliteStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         Box::pin(self.read(move |conn| {
             let mut rows = conn
-                .prepare_cached(
-                    "SELECT id, schedule, kind, scheduled, started, ended, outcome, error
-                     FROM schedule_runs WHERE schedule = ?1 ORDER BY id DESC LIMIT ?2",
-                )
+                .prepare_cached(&format!(
+                    "SELECT {RUN_COLUMNS} FROM schedule_runs WHERE schedule = ?1
+                     ORDER BY id DESC LIMIT ?2"
+                ))
                 .and_then(|mut s| {
-                    s.query_map(params![name, limit], |r| {
-                        Ok(RunRecord {
-                            id: r.get(0)?,
-                            schedule: r.get(1)?,
-                            kind: r.get(2)?,
-                            scheduled: r.get(3)?,
-                            started: r.get(4)?,
-                            ended: r.get(5)?,
-                            outcome: r.get(6)?,
-                            error: r.get(7)?,
-                        })
-                    })?
-                    .collect::<Result<Vec<_>, _>>()
+                    s.query_map(params![name, limit], read_run)?
+                        .collect::<Result<Vec<_>, _>>()
                 })
                 .map_err(StoreError::sql("schedules: history"))?;
             rows.reverse();
