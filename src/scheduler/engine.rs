@@ -11,7 +11,7 @@
 //! sandboxed state on another thread, so a slow run never delays the next fire.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -23,30 +23,18 @@ use tokio::sync::Notify;
 use super::clock::Clock;
 use super::def::ScheduleDef;
 use super::events::Events;
-use super::policy::{next_cached, plan_runs};
 use super::records::{RunKind, StoredSchedule};
 use super::sync::Editing;
 use super::trigger::Trigger;
 use super::{ScheduleInfo, SchedulerError, Settings};
 use crate::store::{Millis, ScheduleStore};
 
-/// Most missed fire times counted one by one after a long outage; past that the count is
-/// reported as "at least".
-const MAX_CATCHUP_SCAN: usize = 100_000;
-
-/// One schedule fired by the loop.
-struct Fired {
-    name: String,
-    /// The newest fire time that passed (recorded as `last_fire`).
-    last: Millis,
-    next: Option<Millis>,
-    runs: Vec<(Millis, RunKind)>,
-}
-
 /// Executes one run. Implementations start scripts in their own state, send agent
 /// messages, or call a script's function handler.
 pub trait Runner {
-    /// Runs `def` for fire time `scheduled`; `Err` carries the error text.
+    /// Runs `def` for fire time `scheduled`; `Err` carries the error text. Called on the
+    /// firing pass with the scheduler's state borrowed: it must only build the run's
+    /// future (the work happens when that is polled), never call back into the scheduler.
     fn run(
         &self,
         def: &ScheduleDef,
@@ -83,11 +71,13 @@ pub(super) struct Inner {
     /// overlaps one applies nothing.
     pub(super) editing: Cell<u32>,
     pub(super) edits: Cell<u64>,
+    /// Run starts and ends waiting to be written (`super::history`).
+    pub(super) history: super::history::History,
 }
 
 #[derive(Default)]
 pub(super) struct State {
-    pub(super) entries: HashMap<String, Entry>,
+    pub(super) entries: super::policy::FastMap<String, Entry>,
     /// (next fire, name) of every active schedule; the loop sleeps until the first.
     pub(super) due: BTreeSet<(Millis, String)>,
 }
@@ -155,6 +145,7 @@ impl Scheduler {
                 seen_version: Cell::new(-1),
                 editing: Cell::new(0),
                 edits: Cell::new(0),
+                history: Default::default(),
             }),
         }
     }
@@ -425,107 +416,5 @@ impl Scheduler {
                 _ = tokio::time::sleep_until(deadline) => self.fire_due(),
             }
         }
-    }
-
-    fn fire_due(&self) {
-        let now = self.now();
-        let leader = self.is_leader();
-        let mut fired = Vec::new();
-        // Schedules sharing an expression share their next time: 10,000 "@hourly"
-        // schedules cost one cron search per second, not 10,000.
-        let mut cache = HashMap::new();
-        loop {
-            let head = {
-                let mut state = self.inner.state.borrow_mut();
-                match state.due.first() {
-                    Some((at, _)) if *at <= now => state.due.pop_first(),
-                    _ => None,
-                }
-            };
-            match head {
-                Some((at, name)) => fired.extend(self.fire(name, at, now, leader, &mut cache)),
-                None => break,
-            }
-        }
-        if fired.is_empty() {
-            return;
-        }
-        for fire in &mut fired {
-            for (at, kind) in std::mem::take(&mut fire.runs) {
-                self.enqueue(&fire.name, at, kind);
-            }
-        }
-        // Last and next fire times are written after the runs started, in one transaction
-        // for everything due now; a crash before it commits means those runs are caught up
-        // (at least once) after the restart.
-        let this = self.clone();
-        tokio::task::spawn_local(async move {
-            let fires = fired
-                .into_iter()
-                .map(|f| (f.name, f.last, f.next))
-                .collect();
-            if let Err(e) = this.inner.store.record_fires(fires).await {
-                this.inner.events.store_error("(fire times)", &e);
-            }
-        });
-    }
-
-    /// Fires `name`, due at `due`: works out which fire times passed (one, normally; many
-    /// after an outage), applies the missed-run policy and sets the next fire time. The
-    /// caller starts the runs and records the fire times. `None` when nothing runs here
-    /// (another node leads).
-    fn fire(
-        &self,
-        name: String,
-        due: Millis,
-        now: Millis,
-        leader: bool,
-        cache: &mut HashMap<(u64, Millis), Option<Millis>>,
-    ) -> Option<Fired> {
-        let (runs, last, next, skipped, policy) = {
-            let mut guard = self.inner.state.borrow_mut();
-            let state = &mut *guard;
-            let entry = state.entries.get_mut(&name)?;
-            let mut passed = vec![due];
-            let mut overflow = false;
-            let mut next = next_cached(&entry.trigger, due, cache);
-            while let Some(n) = next.filter(|n| *n <= now) {
-                if passed.len() >= MAX_CATCHUP_SCAN {
-                    overflow = true;
-                    next = entry.trigger.next_after(now);
-                    break;
-                }
-                passed.push(n);
-                next = next_cached(&entry.trigger, n, cache);
-            }
-            let last = passed.last().copied().unwrap_or(due);
-            if let (true, Some(n)) = (entry.active(), next) {
-                state.due.insert((n, name.clone()));
-            }
-            entry.stored.next_fire = next;
-            // Shared schedules fire on the leading node only; the others keep time so they
-            // can take over (see `took_lead`).
-            if !leader && !entry.private() {
-                return None;
-            }
-            let def = &entry.stored.def;
-            let (runs, skipped) = plan_runs(&passed, now, def.missed, def.catchup_window);
-            entry.stored.last_fire = Some(last);
-            let skipped = if overflow {
-                format!("at least {skipped}")
-            } else {
-                skipped.to_string()
-            };
-            (runs, last, next, skipped, def.missed)
-        };
-        if skipped != "0" {
-            self.inner.events.missed(&name, &skipped, policy);
-        }
-        Some(Fired {
-            name,
-            last,
-            next,
-            runs,
-        })
     }
 }

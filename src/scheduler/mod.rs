@@ -26,6 +26,8 @@ pub mod daemon;
 pub mod def;
 pub mod engine;
 mod events;
+mod fire;
+mod history;
 pub mod leader;
 mod policy;
 pub mod records;
@@ -46,7 +48,7 @@ pub use config::SchedulerConfig;
 pub use def::{MissedPolicy, OverlapPolicy, ScheduleDef};
 pub use engine::{Runner, Scheduler};
 pub use events::TOPIC;
-pub use records::{RunEnd, RunKind, RunRecord, StoredSchedule};
+pub use records::{RunEnd, RunKind, RunRecord, RunStart, StoredSchedule};
 pub use trigger::Trigger;
 
 use crate::store::{Millis, StoreError};

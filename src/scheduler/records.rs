@@ -81,6 +81,19 @@ pub struct RunRecord {
     pub error: Option<String>,
 }
 
+/// The start of a run as recorded (or a run that did not happen: `outcome = "skipped"`).
+#[derive(Debug, Clone)]
+pub struct RunStart {
+    pub schedule: String,
+    pub kind: RunKind,
+    pub scheduled: Millis,
+    /// When it started (for a skipped run: when that was decided).
+    pub started: Millis,
+    /// `running` or `skipped`.
+    pub outcome: &'static str,
+    pub error: Option<String>,
+}
+
 /// The end of a run, with the schedule state it leaves behind (one atomic write).
 #[derive(Debug, Clone)]
 pub struct RunEnd {

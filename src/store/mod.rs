@@ -466,22 +466,20 @@ pub trait ScheduleStore: Send + Sync + 'static {
         next: Option<Millis>,
     ) -> BoxFuture<'_, Result<bool, StoreError>>;
 
-    /// Records the start of a run (or, with `outcome = "skipped"`, a run that did not
-    /// happen) by scheduler `node`, and returns its id.
-    #[allow(clippy::too_many_arguments)]
-    fn start_run(
+    /// Records the starts of runs (or, with `outcome = "skipped"`, runs that did not
+    /// happen) by scheduler `node`, in one transaction, and returns their ids in order.
+    fn start_runs(
         &self,
-        name: String,
-        kind: crate::scheduler::RunKind,
-        scheduled: Millis,
-        started: Millis,
-        outcome: &'static str,
-        error: Option<String>,
         node: String,
-    ) -> BoxFuture<'_, Result<i64, StoreError>>;
+        runs: Vec<crate::scheduler::RunStart>,
+    ) -> BoxFuture<'_, Result<Vec<i64>, StoreError>>;
 
-    /// Records the end of a run and the schedule state it leaves; prunes old history.
-    fn finish_run(&self, end: crate::scheduler::RunEnd) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Records the ends of runs and the schedule state each leaves, in one transaction;
+    /// prunes old history.
+    fn finish_runs(
+        &self,
+        ends: Vec<crate::scheduler::RunEnd>,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
 
     /// The newest `limit` runs of a schedule, oldest first.
     fn schedule_runs(

@@ -116,11 +116,15 @@ async fn runs_of_a_dead_process_are_interrupted_and_the_policy_decides() {
             } else {
                 dead.clone()
             };
-            let kind = RunKind::Scheduled;
-            store
-                .start_run(name.into(), kind, today, today, "running", None, owner)
-                .await
-                .unwrap();
+            let start = RunStart {
+                schedule: name.into(),
+                kind: RunKind::Scheduled,
+                scheduled: today,
+                started: today,
+                outcome: "running",
+                error: None,
+            };
+            store.start_runs(owner, vec![start]).await.unwrap();
         }
         let h = harness_with(store, FakeRunner::default(), Clock::starting_at(now));
         h.sched.load().await.unwrap();

@@ -168,41 +168,43 @@ impl ScheduleStore for MemStore {
         });
         Box::pin(async move { Ok(found.is_some()) })
     }
-    fn start_run(
+    fn start_runs(
         &self,
-        name: String,
-        kind: RunKind,
-        scheduled: Millis,
-        started: Millis,
-        outcome: &'static str,
-        error: Option<String>,
         node: String,
-    ) -> BoxFuture<'_, Result<i64, StoreError>> {
-        self.owners.lock().unwrap().push(node);
+        starts: Vec<RunStart>,
+    ) -> BoxFuture<'_, Result<Vec<i64>, StoreError>> {
         let mut runs = self.runs.lock().unwrap();
-        let id = runs.len() as i64 + 1;
-        runs.push(RunRecord {
-            id,
-            schedule: name,
-            kind: kind.as_str().into(),
-            scheduled,
-            started: Some(started),
-            ended: None,
-            outcome: outcome.into(),
-            error,
-        });
-        Box::pin(async move { Ok(id) })
-    }
-    fn finish_run(&self, end: RunEnd) -> BoxFuture<'_, Result<(), StoreError>> {
-        if let Some(run) = self.runs.lock().unwrap().get_mut(end.id as usize - 1) {
-            run.ended = Some(end.ended);
-            run.outcome = end.outcome.into();
-            run.error = end.error.clone();
+        let mut owners = self.owners.lock().unwrap();
+        let mut ids = Vec::new();
+        for r in starts {
+            let id = runs.len() as i64 + 1;
+            runs.push(RunRecord {
+                id,
+                schedule: r.schedule,
+                kind: r.kind.as_str().into(),
+                scheduled: r.scheduled,
+                started: Some(r.started),
+                ended: None,
+                outcome: r.outcome.into(),
+                error: r.error,
+            });
+            owners.push(node.clone());
+            ids.push(id);
         }
-        if let Some(row) = self.rows.lock().unwrap().get_mut(&end.schedule) {
-            row.failures = end.failures;
-            row.last_outcome = Some(end.outcome.into());
-            row.paused |= end.pause;
+        Box::pin(async move { Ok(ids) })
+    }
+    fn finish_runs(&self, ends: Vec<RunEnd>) -> BoxFuture<'_, Result<(), StoreError>> {
+        for end in ends {
+            if let Some(run) = self.runs.lock().unwrap().get_mut(end.id as usize - 1) {
+                run.ended = Some(end.ended);
+                run.outcome = end.outcome.into();
+                run.error = end.error.clone();
+            }
+            if let Some(row) = self.rows.lock().unwrap().get_mut(&end.schedule) {
+                row.failures = end.failures;
+                row.last_outcome = Some(end.outcome.into());
+                row.paused |= end.pause;
+            }
         }
         Box::pin(async { Ok(()) })
     }

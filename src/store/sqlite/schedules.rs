@@ -5,7 +5,7 @@ use futures_util::future::BoxFuture;
 use rusqlite::{params, OptionalExtension, Row};
 
 use super::SqliteStore;
-use crate::scheduler::{RunEnd, RunKind, RunRecord, ScheduleDef, StoredSchedule};
+use crate::scheduler::{RunEnd, RunRecord, RunStart, ScheduleDef, StoredSchedule};
 use crate::store::{Millis, ScheduleStore, StoreError};
 
 /// Migration 6: the one row naming the scheduler that fires shared schedules.
@@ -334,78 +334,88 @@ impl ScheduleStore for SqliteStore {
         }))
     }
 
-    fn start_run(
+    fn start_runs(
         &self,
-        name: String,
-        kind: RunKind,
-        scheduled: Millis,
-        started: Millis,
-        outcome: &'static str,
-        error: Option<String>,
         node: String,
-    ) -> BoxFuture<'_, Result<i64, StoreError>> {
+        runs: Vec<RunStart>,
+    ) -> BoxFuture<'_, Result<Vec<i64>, StoreError>> {
         Box::pin(self.write(move |txn| {
-            // A skipped run has no start and ends when it was decided.
-            let (start, end) = if outcome == "skipped" {
-                (None, Some(started))
-            } else {
-                (Some(started), None)
-            };
-            txn.prepare_cached(
-                "INSERT INTO schedule_runs (schedule, kind, scheduled, started, ended, outcome,
-                     error, node)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )
-            .and_then(|mut s| {
-                s.execute(params![
-                    name,
-                    kind.as_str(),
-                    scheduled,
-                    start,
-                    end,
-                    outcome,
-                    error,
-                    node
-                ])
-            })
-            .map_err(StoreError::sql("schedules: record run"))?;
-            let id = txn.last_insert_rowid();
-            if outcome == "skipped" {
-                txn.prepare_cached("UPDATE schedules SET last_outcome = 'skipped' WHERE name = ?1")
-                    .and_then(|mut s| s.execute(params![name]))
-                    .map_err(StoreError::sql("schedules: record run"))?;
+            let err = || StoreError::sql("schedules: record run");
+            let mut insert = txn
+                .prepare_cached(
+                    "INSERT INTO schedule_runs (schedule, kind, scheduled, started, ended,
+                         outcome, error, node)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .map_err(err())?;
+            let mut skipped = txn
+                .prepare_cached("UPDATE schedules SET last_outcome = 'skipped' WHERE name = ?1")
+                .map_err(err())?;
+            let mut ids = Vec::with_capacity(runs.len());
+            for r in &runs {
+                // A skipped run has no start and ends when it was decided.
+                let (start, end) = if r.outcome == "skipped" {
+                    (None, Some(r.started))
+                } else {
+                    (Some(r.started), None)
+                };
+                insert
+                    .execute(params![
+                        r.schedule,
+                        r.kind.as_str(),
+                        r.scheduled,
+                        start,
+                        end,
+                        r.outcome,
+                        r.error,
+                        node
+                    ])
+                    .map_err(err())?;
+                ids.push(txn.last_insert_rowid());
+                if r.outcome == "skipped" {
+                    skipped.execute(params![r.schedule]).map_err(err())?;
+                }
             }
-            Ok(id)
+            Ok(ids)
         }))
     }
 
-    fn finish_run(&self, end: RunEnd) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn finish_runs(&self, ends: Vec<RunEnd>) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(self.write(move |txn| {
-            txn.prepare_cached(
-                "UPDATE schedule_runs SET ended = ?2, outcome = ?3, error = ?4 WHERE id = ?1",
-            )
-            .and_then(|mut s| s.execute(params![end.id, end.ended, end.outcome, end.error]))
-            .map_err(StoreError::sql("schedules: finish run"))?;
-            txn.prepare_cached(
-                "UPDATE schedules SET failures = ?2, last_outcome = ?3,
-                     paused = CASE WHEN ?4 THEN 1 ELSE paused END
-                 WHERE name = ?1",
-            )
-            .and_then(|mut s| {
-                s.execute(params![end.schedule, end.failures, end.outcome, end.pause])
-            })
-            .map_err(StoreError::sql("schedules: finish run"))?;
+            let err = || StoreError::sql("schedules: finish run");
+            let mut run = txn
+                .prepare_cached(
+                    "UPDATE schedule_runs SET ended = ?2, outcome = ?3, error = ?4 WHERE id = ?1",
+                )
+                .map_err(err())?;
+            let mut schedule = txn
+                .prepare_cached(
+                    "UPDATE schedules SET failures = ?2, last_outcome = ?3,
+                         paused = CASE WHEN ?4 THEN 1 ELSE paused END
+                     WHERE name = ?1",
+                )
+                .map_err(err())?;
             // Retention: pruning on every 16th run keeps the cost off the common path while
             // bounding history at keep + 16 rows per schedule.
-            if end.id % 16 == 0 {
-                let keep = i64::try_from(end.keep).unwrap_or(i64::MAX);
-                txn.prepare_cached(
+            let mut prune = txn
+                .prepare_cached(
                     "DELETE FROM schedule_runs WHERE schedule = ?1 AND id < COALESCE(
                          (SELECT id FROM schedule_runs WHERE schedule = ?1
                           ORDER BY id DESC LIMIT 1 OFFSET ?2 - 1), 0)",
                 )
-                .and_then(|mut s| s.execute(params![end.schedule, keep.max(1)]))
                 .map_err(StoreError::sql("schedules: prune history"))?;
+            for end in &ends {
+                run.execute(params![end.id, end.ended, end.outcome, end.error])
+                    .map_err(err())?;
+                schedule
+                    .execute(params![end.schedule, end.failures, end.outcome, end.pause])
+                    .map_err(err())?;
+                if end.id % 16 == 0 {
+                    let keep = i64::try_from(end.keep).unwrap_or(i64::MAX);
+                    prune
+                        .execute(params![end.schedule, keep.max(1)])
+                        .map_err(StoreError::sql("schedules: prune history"))?;
+                }
             }
             Ok(())
         }))
