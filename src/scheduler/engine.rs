@@ -11,7 +11,7 @@
 //! sandboxed state on another thread, so a slow run never delays the next fire.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -79,7 +79,7 @@ pub(super) struct Inner {
 pub(super) struct State {
     pub(super) entries: super::policy::FastMap<String, Entry>,
     /// (next fire, name) of every active schedule; the loop sleeps until the first.
-    pub(super) due: BTreeSet<(Millis, String)>,
+    pub(super) due: super::due::Due,
 }
 
 pub(super) struct Entry {
@@ -226,11 +226,8 @@ impl Scheduler {
     pub(super) fn install(&self, stored: StoredSchedule, trigger: Trigger) -> ScheduleInfo {
         let name = stored.def.name.clone();
         let mut state = self.inner.state.borrow_mut();
-        if let Some(old) = state.entries.remove(&name) {
-            if let Some(next) = old.stored.next_fire {
-                state.due.remove(&(next, name.clone()));
-            }
-        }
+        // The old entry's place in `due` goes stale by itself (see `super::due`).
+        state.entries.remove(&name);
         let entry = Entry {
             stored,
             trigger,
@@ -238,7 +235,7 @@ impl Scheduler {
             queued: VecDeque::new(),
         };
         if let (true, Some(next)) = (entry.active(), entry.stored.next_fire) {
-            state.due.insert((next, name.clone()));
+            state.due.insert(next, name.clone());
         }
         let info = self.info(&entry);
         state.entries.insert(name, entry);
@@ -272,16 +269,8 @@ impl Scheduler {
     }
 
     pub(super) fn forget(&self, name: &str) -> bool {
-        let mut state = self.inner.state.borrow_mut();
-        match state.entries.remove(name) {
-            Some(old) => {
-                if let Some(next) = old.stored.next_fire {
-                    state.due.remove(&(next, name.to_string()));
-                }
-                true
-            }
-            None => false,
-        }
+        // Its place in `due` goes stale by itself.
+        self.inner.state.borrow_mut().entries.remove(name).is_some()
     }
 
     /// Pauses (`true`) or resumes a schedule. Resuming resets the failure count and fires
@@ -312,16 +301,13 @@ impl Scheduler {
             let mut guard = self.inner.state.borrow_mut();
             let state = &mut *guard;
             let entry = state.entries.get_mut(name)?;
-            if let Some(next) = entry.stored.next_fire {
-                state.due.remove(&(next, name.to_string()));
-            }
             entry.stored.paused = paused;
             if !paused {
                 entry.stored.failures = 0;
                 entry.stored.next_fire = next.or_else(|| entry.trigger.next_after(now));
             }
             if let (true, Some(next)) = (entry.active(), entry.stored.next_fire) {
-                state.due.insert((next, name.to_string()));
+                state.due.insert(next, name.to_string());
             }
             entry.stored.next_fire
         };
@@ -404,7 +390,7 @@ impl Scheduler {
     async fn run_loop(&self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {
-            let head = self.inner.state.borrow().due.first().map(|(at, _)| *at);
+            let head = self.inner.state.borrow().due.first();
             let deadline = match head {
                 Some(at) => self.inner.clock.instant_of(at),
                 // Nothing scheduled: sleep until woken (a far deadline keeps one select).

@@ -38,28 +38,24 @@ impl Scheduler {
         // schedules cost one cron search per second, not 10,000.
         let mut cache = FastMap::default();
         loop {
-            let head = {
-                let mut state = self.inner.state.borrow_mut();
-                match state.due.first() {
-                    Some((at, _)) if *at <= now => state.due.pop_first(),
-                    _ => None,
-                }
-            };
-            let Some((at, name)) = head else {
+            let bucket = self.inner.state.borrow_mut().due.pop_due(now);
+            let Some((at, names)) = bucket else {
                 break;
             };
-            let Some(fired) = self.fire(&name, at, now, leader, &mut cache) else {
-                continue;
-            };
-            match fired.runs {
-                Runs::OnTime(at) => self.enqueue(&name, at, RunKind::Scheduled),
-                Runs::Planned(runs) => {
-                    for (at, kind) in runs {
-                        self.enqueue(&name, at, kind);
+            for name in names {
+                let Some(fired) = self.fire(&name, at, now, leader, &mut cache) else {
+                    continue;
+                };
+                match fired.runs {
+                    Runs::OnTime(at) => self.enqueue(&name, at, RunKind::Scheduled),
+                    Runs::Planned(runs) => {
+                        for (at, kind) in runs {
+                            self.enqueue(&name, at, kind);
+                        }
                     }
                 }
+                fires.push((name, fired.last, fired.next));
             }
-            fires.push((name, fired.last, fired.next));
         }
         if fires.is_empty() {
             return;
@@ -78,7 +74,7 @@ impl Scheduler {
     /// Fires `name`, due at `due`: works out which fire times passed (one, normally; many
     /// after an outage), applies the missed-run policy and sets the next fire time. The
     /// caller starts the runs and records the fire times. `None` when nothing runs here
-    /// (another node leads).
+    /// (another node leads, or this place in `due` is stale).
     fn fire(
         &self,
         name: &str,
@@ -91,6 +87,10 @@ impl Scheduler {
             let mut guard = self.inner.state.borrow_mut();
             let state = &mut *guard;
             let entry = state.entries.get_mut(name)?;
+            // A stale place in `due`: paused, or moved to another time since it was filed.
+            if !entry.active() || entry.stored.next_fire != Some(due) {
+                return None;
+            }
             let first = next_cached(&entry.trigger, due, cache);
             let on_time = first.is_none_or(|n| n > now) && now - due <= ON_TIME_GRACE;
             let mut passed = Vec::new();
@@ -110,7 +110,7 @@ impl Scheduler {
             }
             let last = passed.last().copied().unwrap_or(due);
             if let (true, Some(n)) = (entry.active(), next) {
-                state.due.insert((n, name.to_string()));
+                state.due.insert(n, name.to_string());
             }
             entry.stored.next_fire = next;
             // Shared schedules fire on the leading node only; the others keep time so they

@@ -177,8 +177,7 @@ impl Scheduler {
                 }
                 if let (Some(stored), Some(mine)) = (row.next_fire, entry.stored.next_fire) {
                     if stored < mine && entry.active() {
-                        state.due.remove(&(mine, row.def.name.clone()));
-                        state.due.insert((stored, row.def.name.clone()));
+                        state.due.insert(stored, row.def.name.clone());
                         entry.stored.next_fire = Some(stored);
                     }
                 }

@@ -24,6 +24,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod def;
+mod due;
 pub mod engine;
 mod events;
 mod fire;

@@ -178,9 +178,6 @@ impl Scheduler {
                     if pause {
                         entry.stored.paused = true;
                         entry.queued.clear();
-                        if let Some(next) = entry.stored.next_fire {
-                            state.due.remove(&(next, name.clone()));
-                        }
                     }
                     (entry.stored.failures, pause)
                 }
