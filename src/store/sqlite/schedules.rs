@@ -34,7 +34,7 @@ END;
 CREATE TRIGGER schedules_removed AFTER DELETE ON schedules BEGIN
     UPDATE schedule_changes SET version = version + 1 WHERE id = 1;
 END;
-CREATE TRIGGER schedules_changed AFTER UPDATE ON schedules
+CREATE TRIGGER schedules_changed AFTER UPDATE OF def, source, paused ON schedules
 WHEN OLD.def IS NOT NEW.def OR OLD.source IS NOT NEW.source OR OLD.paused IS NOT NEW.paused
 BEGIN
     UPDATE schedule_changes SET version = version + 1 WHERE id = 1;
