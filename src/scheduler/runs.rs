@@ -194,6 +194,15 @@ impl Scheduler {
             pause,
         );
         self.pump(&name);
+        if pause {
+            // Written now, not only with the batched end row: until the store says paused,
+            // a sync of other processes' changes (`super::sync`) would read the row as
+            // resumed. It applies nothing while this edit is in flight.
+            let _editing = super::sync::Editing::new(self);
+            if let Err(e) = self.inner.store.set_paused(name.clone(), true, None).await {
+                self.inner.events.store_error(&name, &e);
+            }
+        }
         // The end row needs the start row's id; without one (its write failed, logged)
         // there is nothing to finish.
         if let Ok(id) = id.await {
