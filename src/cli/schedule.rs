@@ -2,8 +2,9 @@
 //! preview a cron expression's fire times while writing it.
 //!
 //! Every subcommand but `next` works straight on the store (the daemon need not run).
-//! Changes are on disk when the command returns; a running daemon takes schedules added
-//! here at its next start (it does not watch the store).
+//! Changes are on disk when the command returns; a running daemon picks them up within a
+//! fraction of a second (it polls the store's schedule change counter, see
+//! `scheduler::sync`), so add, rm, pause and resume need no restart.
 
 use std::path::PathBuf;
 use std::sync::Arc;

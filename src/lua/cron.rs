@@ -7,8 +7,9 @@
 //!   keeps `dreamos run` alive while any such schedule is active, and its schedules are
 //!   deleted when the last one ends (cancel, or a one-shot that fired);
 //! - a script path makes a durable schedule (like `dreamos schedule add`): `dreamos serve`
-//!   fires it (from its next start), and it does not keep the script alive. This state's
-//!   scheduler never competes for the lead, so it fires only its own function handlers.
+//!   fires it (a running daemon picks it up at once), and it does not keep the script
+//!   alive. This state's scheduler never competes for the lead, so it fires only its own
+//!   function handlers.
 
 use std::cell::RefCell;
 use std::collections::HashMap;

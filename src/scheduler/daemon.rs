@@ -4,7 +4,7 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::records::{RunEnd, RunKind};
+use super::records::{RunEnd, RunKind, RunStart};
 use super::runner::ScriptRunner;
 use super::{Runner, ScheduleDef, Scheduler, SchedulerError};
 use crate::config::Config;
@@ -54,16 +54,18 @@ pub async fn run_by_hand(
 ) -> Result<Result<(), String>, SchedulerError> {
     let now = || chrono::Utc::now().timestamp_millis();
     let started = now();
-    let id = store
-        .start_run(
-            def.name.clone(),
-            RunKind::Manual,
-            started,
-            started,
-            "running",
-            None,
-        )
+    let start = RunStart {
+        schedule: def.name.clone(),
+        kind: RunKind::Manual,
+        scheduled: started,
+        started,
+        outcome: "running",
+        error: None,
+    };
+    let ids = store
+        .start_runs(super::leader::node_id(), vec![start])
         .await?;
+    let id = ids.first().copied().unwrap_or_default();
     let result = runner.run(def, started).await;
     let end = RunEnd {
         id,
@@ -75,6 +77,6 @@ pub async fn run_by_hand(
         pause: false,
         keep,
     };
-    store.finish_run(end).await?;
+    store.finish_runs(vec![end]).await?;
     Ok(result)
 }

@@ -11,7 +11,7 @@
 //! sandboxed state on another thread, so a slow run never delays the next fire.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -23,29 +23,18 @@ use tokio::sync::Notify;
 use super::clock::Clock;
 use super::def::ScheduleDef;
 use super::events::Events;
-use super::policy::{next_cached, plan_runs};
 use super::records::{RunKind, StoredSchedule};
+use super::sync::Editing;
 use super::trigger::Trigger;
 use super::{ScheduleInfo, SchedulerError, Settings};
 use crate::store::{Millis, ScheduleStore};
 
-/// Most missed fire times counted one by one after a long outage; past that the count is
-/// reported as "at least".
-const MAX_CATCHUP_SCAN: usize = 100_000;
-
-/// One schedule fired by the loop.
-struct Fired {
-    name: String,
-    /// The newest fire time that passed (recorded as `last_fire`).
-    last: Millis,
-    next: Option<Millis>,
-    runs: Vec<(Millis, RunKind)>,
-}
-
 /// Executes one run. Implementations start scripts in their own state, send agent
 /// messages, or call a script's function handler.
 pub trait Runner {
-    /// Runs `def` for fire time `scheduled`; `Err` carries the error text.
+    /// Runs `def` for fire time `scheduled`; `Err` carries the error text. Called on the
+    /// firing pass with the scheduler's state borrowed: it must only build the run's
+    /// future (the work happens when that is polled), never call back into the scheduler.
     fn run(
         &self,
         def: &ScheduleDef,
@@ -76,13 +65,21 @@ pub(super) struct Inner {
     pub(super) node: String,
     /// Until when this scheduler leads, i.e. fires shared schedules; 0 when it does not.
     pub(super) lead_until: Cell<Millis>,
+    /// The store's schedule change counter as of the last sync (`super::sync`).
+    pub(super) seen_version: Cell<i64>,
+    /// Edits of this scheduler awaiting the store, and edits finished: a sync that
+    /// overlaps one applies nothing.
+    pub(super) editing: Cell<u32>,
+    pub(super) edits: Cell<u64>,
+    /// Run starts and ends waiting to be written (`super::history`).
+    pub(super) history: super::history::History,
 }
 
 #[derive(Default)]
 pub(super) struct State {
-    pub(super) entries: HashMap<String, Entry>,
+    pub(super) entries: super::policy::FastMap<String, Entry>,
     /// (next fire, name) of every active schedule; the loop sleeps until the first.
-    pub(super) due: BTreeSet<(Millis, String)>,
+    pub(super) due: super::due::Due,
 }
 
 pub(super) struct Entry {
@@ -145,6 +142,10 @@ impl Scheduler {
                 wake: Notify::new(),
                 node: super::leader::node_id(),
                 lead_until: Cell::new(0),
+                seen_version: Cell::new(-1),
+                editing: Cell::new(0),
+                edits: Cell::new(0),
+                history: Default::default(),
             }),
         }
     }
@@ -162,6 +163,7 @@ impl Scheduler {
         source: &str,
     ) -> Result<ScheduleInfo, SchedulerError> {
         let now = self.now();
+        let editing = Editing::new(self);
         let prev = self.inner.store.get_schedule(def.name.clone()).await?;
         let mut stored = match prev {
             Some(prev) if prev.def == def => StoredSchedule {
@@ -191,6 +193,7 @@ impl Scheduler {
         self.inner.store.put_schedule(stored.clone(), now).await?;
         let shared = !source.starts_with("lua:");
         let info = self.install(stored, trigger);
+        drop(editing);
         if shared && self.inner.settings.lead && !self.is_leader() {
             self.renew_lead().await;
         }
@@ -220,14 +223,11 @@ impl Scheduler {
         Ok(loaded)
     }
 
-    fn install(&self, stored: StoredSchedule, trigger: Trigger) -> ScheduleInfo {
+    pub(super) fn install(&self, stored: StoredSchedule, trigger: Trigger) -> ScheduleInfo {
         let name = stored.def.name.clone();
         let mut state = self.inner.state.borrow_mut();
-        if let Some(old) = state.entries.remove(&name) {
-            if let Some(next) = old.stored.next_fire {
-                state.due.remove(&(next, name.clone()));
-            }
-        }
+        // The old entry's place in `due` goes stale by itself (see `super::due`).
+        state.entries.remove(&name);
         let entry = Entry {
             stored,
             trigger,
@@ -235,7 +235,7 @@ impl Scheduler {
             queued: VecDeque::new(),
         };
         if let (true, Some(next)) = (entry.active(), entry.stored.next_fire) {
-            state.due.insert((next, name.clone()));
+            state.due.insert(next, name.clone());
         }
         let info = self.info(&entry);
         state.entries.insert(name, entry);
@@ -246,6 +246,7 @@ impl Scheduler {
 
     /// Removes a schedule and its history. Runs in progress finish.
     pub async fn remove(&self, name: &str) -> Result<bool, SchedulerError> {
+        let _editing = Editing::new(self);
         self.forget(name);
         Ok(self.inner.store.delete_schedule(name.to_string()).await?)
     }
@@ -267,49 +268,51 @@ impl Scheduler {
         Ok(names.len())
     }
 
-    fn forget(&self, name: &str) -> bool {
-        let mut state = self.inner.state.borrow_mut();
-        match state.entries.remove(name) {
-            Some(old) => {
-                if let Some(next) = old.stored.next_fire {
-                    state.due.remove(&(next, name.to_string()));
-                }
-                true
-            }
-            None => false,
-        }
+    pub(super) fn forget(&self, name: &str) -> bool {
+        // Its place in `due` goes stale by itself.
+        self.inner.state.borrow_mut().entries.remove(name).is_some()
     }
 
     /// Pauses (`true`) or resumes a schedule. Resuming resets the failure count and fires
     /// next at the first time after now (what was due while paused is not caught up).
     pub async fn set_paused(&self, name: &str, paused: bool) -> Result<(), SchedulerError> {
-        let now = self.now();
-        let next = {
-            let mut guard = self.inner.state.borrow_mut();
-            let state = &mut *guard;
-            let entry = state
-                .entries
-                .get_mut(name)
-                .ok_or_else(|| SchedulerError::NotFound(name.to_string()))?;
-            if let Some(next) = entry.stored.next_fire {
-                state.due.remove(&(next, name.to_string()));
-            }
-            entry.stored.paused = paused;
-            if !paused {
-                entry.stored.failures = 0;
-                entry.stored.next_fire = entry.trigger.next_after(now);
-            }
-            if let (true, Some(next)) = (entry.active(), entry.stored.next_fire) {
-                state.due.insert((next, name.to_string()));
-            }
-            entry.stored.next_fire
-        };
-        self.inner.wake.notify_one();
+        let _editing = Editing::new(self);
+        if !self.inner.state.borrow().entries.contains_key(name) {
+            return Err(SchedulerError::NotFound(name.to_string()));
+        }
+        let next = self.set_paused_here(name, paused, None);
         self.inner
             .store
             .set_paused(name.to_string(), paused, next)
             .await?;
         Ok(())
+    }
+
+    /// Pauses or resumes in memory; a resumed schedule fires next at `next`, else at the
+    /// first time after now. Returns its next fire time.
+    pub(super) fn set_paused_here(
+        &self,
+        name: &str,
+        paused: bool,
+        next: Option<Millis>,
+    ) -> Option<Millis> {
+        let now = self.now();
+        let next = {
+            let mut guard = self.inner.state.borrow_mut();
+            let state = &mut *guard;
+            let entry = state.entries.get_mut(name)?;
+            entry.stored.paused = paused;
+            if !paused {
+                entry.stored.failures = 0;
+                entry.stored.next_fire = next.or_else(|| entry.trigger.next_after(now));
+            }
+            if let (true, Some(next)) = (entry.active(), entry.stored.next_fire) {
+                state.due.insert(next, name.to_string());
+            }
+            entry.stored.next_fire
+        };
+        self.inner.wake.notify_one();
+        next
     }
 
     /// Starts a run now, whatever the overlap policy (an operator asked for it).
@@ -352,14 +355,34 @@ impl Scheduler {
         let keeper = self.clone();
         let leadership = tokio::task::spawn_local(async move {
             loop {
-                tokio::time::sleep(super::leader::RENEW_EVERY).await;
+                let leading = keeper.is_leader();
+                let wait = if leading {
+                    super::leader::RENEW_EVERY
+                } else {
+                    super::leader::WATCH_EVERY
+                };
+                tokio::time::sleep(wait).await;
                 // A script with only its own function handlers does not compete.
                 if keeper.has_shared() {
                     keeper.renew_lead().await;
+                    if leading && keeper.is_leader() {
+                        keeper.reconcile_runs().await;
+                    }
                 }
             }
         });
         let _stop_leadership = AbortOnDrop(leadership);
+        // Only a scheduler that may lead fires shared schedules, so only it follows what
+        // other processes change (a script's own scheduler fires only its handlers).
+        let _stop_sync = self.inner.settings.lead.then(|| {
+            let syncer = self.clone();
+            AbortOnDrop(tokio::task::spawn_local(async move {
+                loop {
+                    tokio::time::sleep(super::sync::SYNC_EVERY).await;
+                    syncer.sync_from_store().await;
+                }
+            }))
+        });
         self.run_loop(shutdown).await;
         self.release_lead().await;
     }
@@ -367,7 +390,7 @@ impl Scheduler {
     async fn run_loop(&self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {
-            let head = self.inner.state.borrow().due.first().map(|(at, _)| *at);
+            let head = self.inner.state.borrow().due.first();
             let deadline = match head {
                 Some(at) => self.inner.clock.instant_of(at),
                 // Nothing scheduled: sleep until woken (a far deadline keeps one select).
@@ -379,107 +402,5 @@ impl Scheduler {
                 _ = tokio::time::sleep_until(deadline) => self.fire_due(),
             }
         }
-    }
-
-    fn fire_due(&self) {
-        let now = self.now();
-        let leader = self.is_leader();
-        let mut fired = Vec::new();
-        // Schedules sharing an expression share their next time: 10,000 "@hourly"
-        // schedules cost one cron search per second, not 10,000.
-        let mut cache = HashMap::new();
-        loop {
-            let head = {
-                let mut state = self.inner.state.borrow_mut();
-                match state.due.first() {
-                    Some((at, _)) if *at <= now => state.due.pop_first(),
-                    _ => None,
-                }
-            };
-            match head {
-                Some((at, name)) => fired.extend(self.fire(name, at, now, leader, &mut cache)),
-                None => break,
-            }
-        }
-        if fired.is_empty() {
-            return;
-        }
-        for fire in &mut fired {
-            for (at, kind) in std::mem::take(&mut fire.runs) {
-                self.enqueue(&fire.name, at, kind);
-            }
-        }
-        // Last and next fire times are written after the runs started, in one transaction
-        // for everything due now; a crash before it commits means those runs are caught up
-        // (at least once) after the restart.
-        let this = self.clone();
-        tokio::task::spawn_local(async move {
-            let fires = fired
-                .into_iter()
-                .map(|f| (f.name, f.last, f.next))
-                .collect();
-            if let Err(e) = this.inner.store.record_fires(fires).await {
-                this.inner.events.store_error("(fire times)", &e);
-            }
-        });
-    }
-
-    /// Fires `name`, due at `due`: works out which fire times passed (one, normally; many
-    /// after an outage), applies the missed-run policy and sets the next fire time. The
-    /// caller starts the runs and records the fire times. `None` when nothing runs here
-    /// (another node leads).
-    fn fire(
-        &self,
-        name: String,
-        due: Millis,
-        now: Millis,
-        leader: bool,
-        cache: &mut HashMap<(u64, Millis), Option<Millis>>,
-    ) -> Option<Fired> {
-        let (runs, last, next, skipped, policy) = {
-            let mut guard = self.inner.state.borrow_mut();
-            let state = &mut *guard;
-            let entry = state.entries.get_mut(&name)?;
-            let mut passed = vec![due];
-            let mut overflow = false;
-            let mut next = next_cached(&entry.trigger, due, cache);
-            while let Some(n) = next.filter(|n| *n <= now) {
-                if passed.len() >= MAX_CATCHUP_SCAN {
-                    overflow = true;
-                    next = entry.trigger.next_after(now);
-                    break;
-                }
-                passed.push(n);
-                next = next_cached(&entry.trigger, n, cache);
-            }
-            let last = passed.last().copied().unwrap_or(due);
-            if let (true, Some(n)) = (entry.active(), next) {
-                state.due.insert((n, name.clone()));
-            }
-            entry.stored.next_fire = next;
-            // Shared schedules fire on the leading node only; the others keep time so they
-            // can take over (see `took_lead`).
-            if !leader && !entry.private() {
-                return None;
-            }
-            let def = &entry.stored.def;
-            let (runs, skipped) = plan_runs(&passed, now, def.missed, def.catchup_window);
-            entry.stored.last_fire = Some(last);
-            let skipped = if overflow {
-                format!("at least {skipped}")
-            } else {
-                skipped.to_string()
-            };
-            (runs, last, next, skipped, def.missed)
-        };
-        if skipped != "0" {
-            self.inner.events.missed(&name, &skipped, policy);
-        }
-        Some(Fired {
-            name,
-            last,
-            next,
-            runs,
-        })
     }
 }

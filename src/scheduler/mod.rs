@@ -24,13 +24,18 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod def;
+mod due;
 pub mod engine;
 mod events;
+mod fire;
+mod history;
 pub mod leader;
 mod policy;
 pub mod records;
+mod recover;
 pub mod runner;
 mod runs;
+pub mod sync;
 pub mod trigger;
 
 #[cfg(test)]
@@ -44,7 +49,7 @@ pub use config::SchedulerConfig;
 pub use def::{MissedPolicy, OverlapPolicy, ScheduleDef};
 pub use engine::{Runner, Scheduler};
 pub use events::TOPIC;
-pub use records::{RunEnd, RunKind, RunRecord, StoredSchedule};
+pub use records::{RunEnd, RunKind, RunRecord, RunStart, StoredSchedule};
 pub use trigger::Trigger;
 
 use crate::store::{Millis, StoreError};

@@ -2,7 +2,7 @@
 //! jitter, and next times shared by schedules with the same expression.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::time::Duration;
 
 use super::def::MissedPolicy;
@@ -11,13 +11,63 @@ use super::trigger::Trigger;
 use crate::store::Millis;
 
 /// A fire this late (or less) is on time; anything older counts as missed.
-const ON_TIME_GRACE: Millis = 1_000;
+pub(super) const ON_TIME_GRACE: Millis = 1_000;
+
+/// rustc's FxHash: a multiply and a rotate per word. The firing pass looks schedules up by
+/// name several times per run; SipHash (the std default, built to resist flooding by
+/// untrusted keys) was a visible share of it. Schedule names come from the operator's
+/// configuration, CLI and scripts, not from the network.
+#[derive(Default, Clone, Copy)]
+pub(super) struct FxHasher(u64);
+
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+    fn write_u8(&mut self, n: u8) {
+        self.add(u64::from(n));
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+    fn write_i64(&mut self, n: i64) {
+        self.add(n as u64);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+    fn finish(&self) -> u64 {
+        // The multiply leaves the low bits weak, and the table picks buckets by them
+        // (names such as "tick-1234" collided in runs); rustc-hash 2 rotates the same way.
+        self.0.rotate_left(26)
+    }
+}
+
+/// A map keyed by schedule names or small numbers, hashed with [`FxHasher`].
+pub(super) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 /// `trigger.next_after(t)`, shared between cron schedules with the same expression and
 /// zone within one pass of the loop.
 pub(super) fn next_cached(
     trigger: &Trigger,
     t: Millis,
-    cache: &mut HashMap<(u64, Millis), Option<Millis>>,
+    cache: &mut FastMap<(u64, Millis), Option<Millis>>,
 ) -> Option<Millis> {
     match trigger {
         Trigger::Cron { key, .. } => *cache

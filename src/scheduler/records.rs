@@ -20,7 +20,7 @@ pub struct StoredSchedule {
     pub last_fire: Option<Millis>,
     /// When it fires next; `None` for a one-shot that has fired.
     pub next_fire: Option<Millis>,
-    /// `ok`, `failed`, `skipped`, or `None` before the first run.
+    /// `ok`, `failed`, `skipped`, `interrupted`, or `None` before the first run.
     pub last_outcome: Option<String>,
 }
 
@@ -76,8 +76,21 @@ pub struct RunRecord {
     pub started: Option<Millis>,
     /// When it ended; `None` while running (or if the process died during it).
     pub ended: Option<Millis>,
-    /// `running`, `ok`, `failed`, `skipped`.
+    /// `running`, `ok`, `failed`, `skipped`, `interrupted` (its process died during it).
     pub outcome: String,
+    pub error: Option<String>,
+}
+
+/// The start of a run as recorded (or a run that did not happen: `outcome = "skipped"`).
+#[derive(Debug, Clone)]
+pub struct RunStart {
+    pub schedule: String,
+    pub kind: RunKind,
+    pub scheduled: Millis,
+    /// When it started (for a skipped run: when that was decided).
+    pub started: Millis,
+    /// `running` or `skipped`.
+    pub outcome: &'static str,
     pub error: Option<String>,
 }
 

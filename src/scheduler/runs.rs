@@ -1,61 +1,58 @@
 //! Running what fired: the overlap policy, the queue of waiting runs, jitter, and each
 //! run's history record and outcome (failures counted, `max_failures` pausing).
+//!
+//! A run starts on the firing pass itself: the runner is called there and then (it only
+//! builds the run's future; scripts then execute on another thread), and one task per run
+//! waits for its end. Its history rows are written in batches (`super::history`), so ten
+//! thousand runs due at once do not queue ten thousand store writes in front of each
+//! other's starts.
 
 use std::time::Duration;
 
-use super::def::{OverlapPolicy, ScheduleDef};
+use futures_util::future::LocalBoxFuture;
+use tokio::sync::oneshot;
+
+use super::def::OverlapPolicy;
+use super::engine::Entry;
 use super::policy::jitter;
-use super::records::{RunEnd, RunKind};
+use super::records::{RunEnd, RunKind, RunStart};
 use super::Scheduler;
 use crate::store::Millis;
 
+/// What becomes of one run.
+enum Admit {
+    /// Started at this time: the runner built the run's future.
+    Started(Millis, LocalBoxFuture<'static, Result<(), String>>),
+    /// Starts after its jitter.
+    Delayed(Duration),
+    Queued,
+    Refused,
+}
+
 impl Scheduler {
-    /// Applies the overlap policy to one run.
+    /// Applies the overlap policy to one run: starts it, queues it, or refuses it. Looks
+    /// the schedule up once: this is the firing pass's per-run path.
     pub(super) fn enqueue(&self, name: &str, at: Millis, kind: RunKind) {
-        let refused = {
+        let admit = {
             let mut state = self.inner.state.borrow_mut();
             let Some(entry) = state.entries.get_mut(name) else {
                 return;
             };
             let busy = entry.running > 0 || !entry.queued.is_empty();
             match entry.stored.def.overlap {
-                OverlapPolicy::Allow => false,
-                OverlapPolicy::Skip if busy && kind == RunKind::Scheduled => true,
+                OverlapPolicy::Allow => self.begin(entry, name, at, kind),
+                _ if !busy => self.begin(entry, name, at, kind),
+                OverlapPolicy::Skip if kind == RunKind::Scheduled => {
+                    entry.stored.last_outcome = Some("skipped".into());
+                    Admit::Refused
+                }
                 _ => {
                     entry.queued.push_back((at, kind));
-                    false
+                    Admit::Queued
                 }
             }
         };
-        if refused {
-            let reason = "the previous run is still going (overlap = skip)".to_string();
-            let now = self.now();
-            self.inner.events.overlap_skipped(name, at);
-            let this = self.clone();
-            let name_owned = name.to_string();
-            tokio::task::spawn_local(async move {
-                let store = &this.inner.store;
-                let record =
-                    store.start_run(name_owned.clone(), kind, at, now, "skipped", Some(reason));
-                if let Err(e) = record.await {
-                    this.inner.events.store_error(&name_owned, &e);
-                }
-            });
-            if let Some(entry) = self.inner.state.borrow_mut().entries.get_mut(name) {
-                entry.stored.last_outcome = Some("skipped".into());
-            }
-            return;
-        }
-        if self.overlap_of(name) == Some(OverlapPolicy::Allow) {
-            self.start(name, at, kind);
-        } else {
-            self.pump(name);
-        }
-    }
-
-    fn overlap_of(&self, name: &str) -> Option<OverlapPolicy> {
-        let state = self.inner.state.borrow();
-        state.entries.get(name).map(|e| e.stored.def.overlap)
+        self.admitted(name, at, kind, admit);
     }
 
     /// Starts the next queued run if nothing of this schedule is running.
@@ -72,49 +69,97 @@ impl Scheduler {
         }
     }
 
+    /// Starts a run now (or after its jitter), whatever the overlap policy.
     pub(super) fn start(&self, name: &str, at: Millis, kind: RunKind) {
-        let def = {
+        let admit = {
             let mut state = self.inner.state.borrow_mut();
             let Some(entry) = state.entries.get_mut(name) else {
                 return;
             };
-            entry.running += 1;
-            entry.stored.def.clone()
+            self.begin(entry, name, at, kind)
         };
-        let this = self.clone();
-        tokio::task::spawn_local(async move { this.execute(def, at, kind).await });
+        self.admitted(name, at, kind, admit);
     }
 
-    async fn execute(&self, def: ScheduleDef, at: Millis, kind: RunKind) {
-        let name = def.name.clone();
-        // An operator's "run now" means now; jitter only spreads scheduled fires.
+    /// Counts the run as running and calls the runner now, unless jitter delays it.
+    fn begin(&self, entry: &mut Entry, name: &str, at: Millis, kind: RunKind) -> Admit {
+        entry.running += 1;
         let delay = match kind {
+            // An operator's "run now" means now; jitter only spreads scheduled fires.
             RunKind::Manual => Duration::ZERO,
-            _ => jitter(&name, at, def.jitter),
+            _ => jitter(name, at, entry.stored.def.jitter),
         };
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
+        if delay.is_zero() {
+            Admit::Started(self.now(), self.inner.runner.run(&entry.stored.def, at))
+        } else {
+            Admit::Delayed(delay)
         }
-        let started = self.now();
-        let store = &self.inner.store;
-        // The "running" record is written beside the run, not before it: a run starts on
-        // time however busy the store is, and the record is there if the process dies.
-        let (writer, run_name) = (store.clone(), name.clone());
-        let record = tokio::task::spawn_local(async move {
-            writer
-                .start_run(run_name, kind, at, started, "running", None)
-                .await
-        });
-        self.inner.events.started(&name, at, started, kind);
-        let result = self.inner.runner.run(&def, at).await;
-        let id = match record.await {
-            Ok(Ok(id)) => Some(id),
-            Ok(Err(e)) => {
-                self.inner.events.store_error(&name, &e);
-                None
+    }
+
+    fn admitted(&self, name: &str, at: Millis, kind: RunKind, admit: Admit) {
+        match admit {
+            Admit::Started(started, run) => self.started(name, at, kind, started, run),
+            Admit::Delayed(delay) => {
+                let (this, name) = (self.clone(), name.to_string());
+                tokio::task::spawn_local(async move {
+                    tokio::time::sleep(delay).await;
+                    let run = {
+                        let state = this.inner.state.borrow();
+                        // Gone if removed while its jitter ran.
+                        let Some(entry) = state.entries.get(&name) else {
+                            return;
+                        };
+                        this.inner.runner.run(&entry.stored.def, at)
+                    };
+                    this.started(&name, at, kind, this.now(), run);
+                });
             }
-            Err(_) => None,
-        };
+            Admit::Queued => {}
+            Admit::Refused => {
+                self.inner.events.overlap_skipped(name, at);
+                self.record_skipped(RunStart {
+                    schedule: name.to_string(),
+                    kind,
+                    scheduled: at,
+                    started: self.now(),
+                    outcome: "skipped",
+                    error: Some("the previous run is still going (overlap = skip)".into()),
+                });
+            }
+        }
+    }
+
+    /// Records a started run and leaves the wait for its end to a task of its own.
+    fn started(
+        &self,
+        name: &str,
+        at: Millis,
+        kind: RunKind,
+        started: Millis,
+        run: LocalBoxFuture<'static, Result<(), String>>,
+    ) {
+        self.inner.events.started(name, at, started, kind);
+        let id = self.record_start(RunStart {
+            schedule: name.to_string(),
+            kind,
+            scheduled: at,
+            started,
+            outcome: "running",
+            error: None,
+        });
+        let (this, name) = (self.clone(), name.to_string());
+        tokio::task::spawn_local(async move { this.finish(name, at, started, run, id).await });
+    }
+
+    async fn finish(
+        &self,
+        name: String,
+        at: Millis,
+        started: Millis,
+        run: LocalBoxFuture<'static, Result<(), String>>,
+        id: oneshot::Receiver<i64>,
+    ) {
+        let result = run.await;
         let ended = self.now();
         let (failures, pause) = {
             let mut state = self.inner.state.borrow_mut();
@@ -133,9 +178,6 @@ impl Scheduler {
                     if pause {
                         entry.stored.paused = true;
                         entry.queued.clear();
-                        if let Some(next) = entry.stored.next_fire {
-                            state.due.remove(&(next, name.clone()));
-                        }
                     }
                     (entry.stored.failures, pause)
                 }
@@ -151,21 +193,29 @@ impl Scheduler {
             failures,
             pause,
         );
-        if let Some(id) = id {
-            let end = RunEnd {
+        self.pump(&name);
+        if pause {
+            // Written now, not only with the batched end row: until the store says paused,
+            // a sync of other processes' changes (`super::sync`) would read the row as
+            // resumed. It applies nothing while this edit is in flight.
+            let _editing = super::sync::Editing::new(self);
+            if let Err(e) = self.inner.store.set_paused(name.clone(), true, None).await {
+                self.inner.events.store_error(&name, &e);
+            }
+        }
+        // The end row needs the start row's id; without one (its write failed, logged)
+        // there is nothing to finish.
+        if let Ok(id) = id.await {
+            self.record_end(RunEnd {
                 id,
-                schedule: name.clone(),
+                schedule: name,
                 ended,
                 outcome: if result.is_ok() { "ok" } else { "failed" },
                 error: result.err(),
                 failures,
                 pause,
                 keep: self.inner.settings.history_keep,
-            };
-            if let Err(e) = store.finish_run(end).await {
-                self.inner.events.store_error(&name, &e);
-            }
+            });
         }
-        self.pump(&name);
     }
 }

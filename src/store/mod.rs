@@ -435,6 +435,35 @@ pub trait ScheduleStore: Send + Sync + 'static {
         until: Millis,
     ) -> BoxFuture<'_, Result<bool, StoreError>>;
 
+    /// The holder of the lead and until when it holds it (`None` before anyone led).
+    fn leader(&self) -> BoxFuture<'_, Result<Option<(String, Millis)>, StoreError>>;
+
+    /// Makes `node` the leader until `until` if `holder` still holds the lead, whatever its
+    /// end (the caller found `holder` dead); returns whether `node` leads.
+    fn take_lead_from(
+        &self,
+        node: String,
+        holder: String,
+        until: Millis,
+    ) -> BoxFuture<'_, Result<bool, StoreError>>;
+
+    /// A counter that moves whenever a schedule is added, removed, paused, resumed or
+    /// redefined (by any process; fire-time updates do not count). A running scheduler
+    /// polls it to pick up changes other processes made.
+    fn schedule_version(&self) -> BoxFuture<'_, Result<i64, StoreError>>;
+
+    /// The owners (scheduler node names) of runs still marked `running`; `None` for runs
+    /// recorded before owners were kept.
+    fn running_owners(&self) -> BoxFuture<'_, Result<Vec<Option<String>>, StoreError>>;
+
+    /// Marks every run `owner` left `running` as `interrupted` with `error`, and returns
+    /// those runs (as they were before).
+    fn interrupt_runs(
+        &self,
+        owner: Option<String>,
+        error: String,
+    ) -> BoxFuture<'_, Result<Vec<crate::scheduler::RunRecord>, StoreError>>;
+
     /// Pauses or resumes; resuming resets the failure count. Returns whether it exists.
     fn set_paused(
         &self,
@@ -443,20 +472,20 @@ pub trait ScheduleStore: Send + Sync + 'static {
         next: Option<Millis>,
     ) -> BoxFuture<'_, Result<bool, StoreError>>;
 
-    /// Records the start of a run (or, with `outcome = "skipped"`, a run that did not
-    /// happen) and returns its id.
-    fn start_run(
+    /// Records the starts of runs (or, with `outcome = "skipped"`, runs that did not
+    /// happen) by scheduler `node`, in one transaction, and returns their ids in order.
+    fn start_runs(
         &self,
-        name: String,
-        kind: crate::scheduler::RunKind,
-        scheduled: Millis,
-        started: Millis,
-        outcome: &'static str,
-        error: Option<String>,
-    ) -> BoxFuture<'_, Result<i64, StoreError>>;
+        node: String,
+        runs: Vec<crate::scheduler::RunStart>,
+    ) -> BoxFuture<'_, Result<Vec<i64>, StoreError>>;
 
-    /// Records the end of a run and the schedule state it leaves; prunes old history.
-    fn finish_run(&self, end: crate::scheduler::RunEnd) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Records the ends of runs and the schedule state each leaves, in one transaction;
+    /// prunes old history.
+    fn finish_runs(
+        &self,
+        ends: Vec<crate::scheduler::RunEnd>,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
 
     /// The newest `limit` runs of a schedule, oldest first.
     fn schedule_runs(

@@ -26,7 +26,7 @@
 ---@field timezone string
 ---@field action string        "Lua function", "script PATH", "message to agent NAME"
 ---@field next string[]        the next three fire times, RFC 3339 with the zone's offset
----@field last_outcome string|nil  "ok", "failed", "skipped", or nil before the first run
+---@field last_outcome string|nil  "ok", "failed", "skipped", "interrupted", or nil before the first run
 ---@field paused boolean
 ---@field failures integer     consecutive failures
 ---@field running integer      runs in progress

@@ -24,6 +24,9 @@ struct MemStore {
     rows: Mutex<BTreeMap<String, StoredSchedule>>,
     leader: Mutex<Option<(String, Millis)>>,
     runs: Mutex<Vec<RunRecord>>,
+    /// The node of each run in `runs`.
+    owners: Mutex<Vec<String>>,
+    version: std::sync::atomic::AtomicI64,
 }
 
 impl MemStore {
@@ -36,8 +39,17 @@ impl MemStore {
     }
 }
 
+impl MemStore {
+    /// What another process's add, removal or pause does to the change counter.
+    fn changed(&self) {
+        self.version
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 impl ScheduleStore for MemStore {
     fn put_schedule(&self, s: StoredSchedule, _: Millis) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.changed();
         self.rows.lock().unwrap().insert(s.def.name.clone(), s);
         Box::pin(async { Ok(()) })
     }
@@ -53,6 +65,7 @@ impl ScheduleStore for MemStore {
         Box::pin(async move { Ok(rows) })
     }
     fn delete_schedule(&self, name: String) -> BoxFuture<'_, Result<bool, StoreError>> {
+        self.changed();
         let existed = self.rows.lock().unwrap().remove(&name).is_some();
         Box::pin(async move { Ok(existed) })
     }
@@ -88,12 +101,63 @@ impl ScheduleStore for MemStore {
         let leads = leader.as_ref().is_some_and(|(who, _)| *who == node);
         Box::pin(async move { Ok(leads) })
     }
+    fn leader(&self) -> BoxFuture<'_, Result<Option<(String, Millis)>, StoreError>> {
+        let leader = self.leader.lock().unwrap().clone();
+        Box::pin(async move { Ok(leader) })
+    }
+    fn take_lead_from(
+        &self,
+        node: String,
+        holder: String,
+        until: Millis,
+    ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        let mut leader = self.leader.lock().unwrap();
+        let take = leader.as_ref().is_some_and(|(who, _)| *who == holder);
+        if take {
+            *leader = Some((node, until));
+        }
+        Box::pin(async move { Ok(take) })
+    }
+    fn schedule_version(&self) -> BoxFuture<'_, Result<i64, StoreError>> {
+        let v = self.version.load(std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async move { Ok(v) })
+    }
+    fn running_owners(&self) -> BoxFuture<'_, Result<Vec<Option<String>>, StoreError>> {
+        let runs = self.runs.lock().unwrap();
+        let owners = self.owners.lock().unwrap();
+        let mut out: Vec<Option<String>> = runs
+            .iter()
+            .zip(owners.iter())
+            .filter(|(r, _)| r.outcome == "running")
+            .map(|(_, o)| Some(o.clone()))
+            .collect();
+        out.dedup();
+        Box::pin(async move { Ok(out) })
+    }
+    fn interrupt_runs(
+        &self,
+        owner: Option<String>,
+        error: String,
+    ) -> BoxFuture<'_, Result<Vec<RunRecord>, StoreError>> {
+        let mut runs = self.runs.lock().unwrap();
+        let owners = self.owners.lock().unwrap();
+        let mut out = Vec::new();
+        for (run, o) in runs.iter_mut().zip(owners.iter()) {
+            if run.outcome == "running" && owner.as_deref() == Some(o.as_str()) {
+                out.push(run.clone());
+                run.outcome = "interrupted".into();
+                run.error = Some(error.clone());
+            }
+        }
+        Box::pin(async move { Ok(out) })
+    }
     fn set_paused(
         &self,
         name: String,
         paused: bool,
         next: Option<Millis>,
     ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        self.changed();
         let mut rows = self.rows.lock().unwrap();
         let found = rows.get_mut(&name).map(|row| {
             row.paused = paused;
@@ -104,39 +168,43 @@ impl ScheduleStore for MemStore {
         });
         Box::pin(async move { Ok(found.is_some()) })
     }
-    fn start_run(
+    fn start_runs(
         &self,
-        name: String,
-        kind: RunKind,
-        scheduled: Millis,
-        started: Millis,
-        outcome: &'static str,
-        error: Option<String>,
-    ) -> BoxFuture<'_, Result<i64, StoreError>> {
+        node: String,
+        starts: Vec<RunStart>,
+    ) -> BoxFuture<'_, Result<Vec<i64>, StoreError>> {
         let mut runs = self.runs.lock().unwrap();
-        let id = runs.len() as i64 + 1;
-        runs.push(RunRecord {
-            id,
-            schedule: name,
-            kind: kind.as_str().into(),
-            scheduled,
-            started: Some(started),
-            ended: None,
-            outcome: outcome.into(),
-            error,
-        });
-        Box::pin(async move { Ok(id) })
-    }
-    fn finish_run(&self, end: RunEnd) -> BoxFuture<'_, Result<(), StoreError>> {
-        if let Some(run) = self.runs.lock().unwrap().get_mut(end.id as usize - 1) {
-            run.ended = Some(end.ended);
-            run.outcome = end.outcome.into();
-            run.error = end.error.clone();
+        let mut owners = self.owners.lock().unwrap();
+        let mut ids = Vec::new();
+        for r in starts {
+            let id = runs.len() as i64 + 1;
+            runs.push(RunRecord {
+                id,
+                schedule: r.schedule,
+                kind: r.kind.as_str().into(),
+                scheduled: r.scheduled,
+                started: Some(r.started),
+                ended: None,
+                outcome: r.outcome.into(),
+                error: r.error,
+            });
+            owners.push(node.clone());
+            ids.push(id);
         }
-        if let Some(row) = self.rows.lock().unwrap().get_mut(&end.schedule) {
-            row.failures = end.failures;
-            row.last_outcome = Some(end.outcome.into());
-            row.paused |= end.pause;
+        Box::pin(async move { Ok(ids) })
+    }
+    fn finish_runs(&self, ends: Vec<RunEnd>) -> BoxFuture<'_, Result<(), StoreError>> {
+        for end in ends {
+            if let Some(run) = self.runs.lock().unwrap().get_mut(end.id as usize - 1) {
+                run.ended = Some(end.ended);
+                run.outcome = end.outcome.into();
+                run.error = end.error.clone();
+            }
+            if let Some(row) = self.rows.lock().unwrap().get_mut(&end.schedule) {
+                row.failures = end.failures;
+                row.last_outcome = Some(end.outcome.into());
+                row.paused |= end.pause;
+            }
         }
         Box::pin(async { Ok(()) })
     }
@@ -244,5 +312,6 @@ async fn local<F: std::future::Future>(f: F) -> F::Output {
     tokio::task::LocalSet::new().run_until(f).await
 }
 
+mod changes;
 mod firing;
 mod nodes;

@@ -97,12 +97,17 @@ async fn sqlite_store_keeps_schedules_claims_and_pruned_history() {
         "a lapsed: b takes over"
     );
     for i in 0..40 {
-        let id = store
-            .start_run("job".into(), RunKind::Scheduled, i, i, "running", None)
-            .await
-            .unwrap();
+        let start = RunStart {
+            schedule: "job".into(),
+            kind: RunKind::Scheduled,
+            scheduled: i,
+            started: i,
+            outcome: "running",
+            error: None,
+        };
+        let ids = store.start_runs("n".into(), vec![start]).await.unwrap();
         let end = RunEnd {
-            id,
+            id: ids[0],
             schedule: "job".into(),
             ended: i + 1,
             outcome: "failed",
@@ -111,7 +116,7 @@ async fn sqlite_store_keeps_schedules_claims_and_pruned_history() {
             pause: true,
             keep: 10,
         };
-        store.finish_run(end).await.unwrap();
+        store.finish_runs(vec![end]).await.unwrap();
     }
     let runs = store.schedule_runs("job".into(), 1000).await.unwrap();
     assert!(runs.len() >= 10 && runs.len() < 10 + 16, "{}", runs.len());

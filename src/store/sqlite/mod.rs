@@ -72,6 +72,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: schedules::LEADER_SCHEMA,
     },
     Migration {
+        version: 7,
+        name: "schedule change counter and run owners",
+        sql: schedules::CHANGES_SCHEMA,
+    },
+    Migration {
         version: 9,
         name: "social outbox, metrics, budgets and tokens",
         sql: social::SCHEMA,

@@ -5,45 +5,28 @@ use futures_util::future::BoxFuture;
 use rusqlite::{params, OptionalExtension, Row};
 
 use super::SqliteStore;
-use crate::scheduler::{RunEnd, RunKind, RunRecord, ScheduleDef, StoredSchedule};
+use crate::scheduler::{RunEnd, RunRecord, RunStart, ScheduleDef, StoredSchedule};
 use crate::store::{Millis, ScheduleStore, StoreError};
 
-/// Migration 6: the one row naming the scheduler that fires shared schedules.
-pub(super) const LEADER_SCHEMA: &str = "
-CREATE TABLE scheduler_leader (
-    id    INTEGER PRIMARY KEY CHECK (id = 1),
-    node  TEXT    NOT NULL,
-    until INTEGER NOT NULL
-);
-";
-
-/// Migration 5.
-pub(super) const SCHEMA: &str = "
-CREATE TABLE schedules (
-    name         TEXT    PRIMARY KEY,
-    def          TEXT    NOT NULL,
-    source       TEXT    NOT NULL,
-    paused       INTEGER NOT NULL DEFAULT 0,
-    failures     INTEGER NOT NULL DEFAULT 0,
-    last_fire    INTEGER,
-    next_fire    INTEGER,
-    last_outcome TEXT,
-    updated_at   INTEGER NOT NULL
-);
-CREATE TABLE schedule_runs (
-    id        INTEGER PRIMARY KEY AUTOINCREMENT,
-    schedule  TEXT    NOT NULL,
-    kind      TEXT    NOT NULL,
-    scheduled INTEGER NOT NULL,
-    started   INTEGER,
-    ended     INTEGER,
-    outcome   TEXT    NOT NULL,
-    error     TEXT
-);
-CREATE INDEX schedule_runs_by_schedule ON schedule_runs (schedule, id);
-";
+mod schema;
+pub(super) use schema::{CHANGES_SCHEMA, LEADER_SCHEMA, SCHEMA};
 
 const COLUMNS: &str = "name, def, source, paused, failures, last_fire, next_fire, last_outcome";
+
+const RUN_COLUMNS: &str = "id, schedule, kind, scheduled, started, ended, outcome, error";
+
+fn read_run(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
+    Ok(RunRecord {
+        id: r.get(0)?,
+        schedule: r.get(1)?,
+        kind: r.get(2)?,
+        scheduled: r.get(3)?,
+        started: r.get(4)?,
+        ended: r.get(5)?,
+        outcome: r.get(6)?,
+        error: r.get(7)?,
+    })
+}
 
 fn read_schedule(row: &Row<'_>) -> rusqlite::Result<(String, String, StoredSchedule)> {
     let name: String = row.get(0)?;
@@ -192,6 +175,81 @@ impl ScheduleStore for SqliteStore {
         }))
     }
 
+    fn leader(&self) -> BoxFuture<'_, Result<Option<(String, Millis)>, StoreError>> {
+        Box::pin(self.read(move |conn| {
+            conn.prepare_cached("SELECT node, until FROM scheduler_leader WHERE id = 1")
+                .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+                .map_err(StoreError::sql("schedules: leadership"))
+        }))
+    }
+
+    fn take_lead_from(
+        &self,
+        node: String,
+        holder: String,
+        until: Millis,
+    ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(self.write(move |txn| {
+            let n = txn
+                .prepare_cached(
+                    "UPDATE scheduler_leader SET node = ?1, until = ?3 WHERE id = 1 AND node = ?2",
+                )
+                .and_then(|mut s| s.execute(params![node, holder, until]))
+                .map_err(StoreError::sql("schedules: leadership"))?;
+            Ok(n == 1)
+        }))
+    }
+
+    fn schedule_version(&self) -> BoxFuture<'_, Result<i64, StoreError>> {
+        Box::pin(self.read(move |conn| {
+            conn.prepare_cached("SELECT version FROM schedule_changes WHERE id = 1")
+                .and_then(|mut s| s.query_row([], |r| r.get(0)))
+                .map_err(StoreError::sql("schedules: change counter"))
+        }))
+    }
+
+    fn running_owners(&self) -> BoxFuture<'_, Result<Vec<Option<String>>, StoreError>> {
+        Box::pin(self.read(move |conn| {
+            conn.prepare_cached("SELECT DISTINCT node FROM schedule_runs WHERE outcome = 'running'")
+                .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+                .map_err(StoreError::sql("schedules: running runs"))
+        }))
+    }
+
+    fn interrupt_runs(
+        &self,
+        owner: Option<String>,
+        error: String,
+    ) -> BoxFuture<'_, Result<Vec<RunRecord>, StoreError>> {
+        Box::pin(self.write(move |txn| {
+            let runs = txn
+                .prepare_cached(&format!(
+                    "SELECT {RUN_COLUMNS} FROM schedule_runs
+                     WHERE outcome = 'running' AND node IS ?1 ORDER BY id"
+                ))
+                .and_then(|mut s| {
+                    s.query_map(params![owner], read_run)?
+                        .collect::<Result<Vec<RunRecord>, _>>()
+                })
+                .map_err(StoreError::sql("schedules: interrupted runs"))?;
+            txn.prepare_cached(
+                "UPDATE schedule_runs SET outcome = 'interrupted', error = ?2
+                 WHERE outcome = 'running' AND node IS ?1",
+            )
+            .and_then(|mut s| s.execute(params![owner, error]))
+            .map_err(StoreError::sql("schedules: interrupted runs"))?;
+            let mut last = txn
+                .prepare_cached("UPDATE schedules SET last_outcome = 'interrupted' WHERE name = ?1")
+                .map_err(StoreError::sql("schedules: interrupted runs"))?;
+            for run in &runs {
+                last.execute(params![run.schedule])
+                    .map_err(StoreError::sql("schedules: interrupted runs"))?;
+            }
+            drop(last);
+            Ok(runs)
+        }))
+    }
+
     fn set_paused(
         &self,
         name: String,
@@ -218,67 +276,88 @@ impl ScheduleStore for SqliteStore {
         }))
     }
 
-    fn start_run(
+    fn start_runs(
         &self,
-        name: String,
-        kind: RunKind,
-        scheduled: Millis,
-        started: Millis,
-        outcome: &'static str,
-        error: Option<String>,
-    ) -> BoxFuture<'_, Result<i64, StoreError>> {
+        node: String,
+        runs: Vec<RunStart>,
+    ) -> BoxFuture<'_, Result<Vec<i64>, StoreError>> {
         Box::pin(self.write(move |txn| {
-            // A skipped run has no start and ends when it was decided.
-            let (start, end) = if outcome == "skipped" {
-                (None, Some(started))
-            } else {
-                (Some(started), None)
-            };
-            txn.prepare_cached(
-                "INSERT INTO schedule_runs (schedule, kind, scheduled, started, ended, outcome, error)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )
-            .and_then(|mut s| {
-                s.execute(params![name, kind.as_str(), scheduled, start, end, outcome, error])
-            })
-            .map_err(StoreError::sql("schedules: record run"))?;
-            let id = txn.last_insert_rowid();
-            if outcome == "skipped" {
-                txn.prepare_cached("UPDATE schedules SET last_outcome = 'skipped' WHERE name = ?1")
-                    .and_then(|mut s| s.execute(params![name]))
-                    .map_err(StoreError::sql("schedules: record run"))?;
+            let err = || StoreError::sql("schedules: record run");
+            let mut insert = txn
+                .prepare_cached(
+                    "INSERT INTO schedule_runs (schedule, kind, scheduled, started, ended,
+                         outcome, error, node)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .map_err(err())?;
+            let mut skipped = txn
+                .prepare_cached("UPDATE schedules SET last_outcome = 'skipped' WHERE name = ?1")
+                .map_err(err())?;
+            let mut ids = Vec::with_capacity(runs.len());
+            for r in &runs {
+                // A skipped run has no start and ends when it was decided.
+                let (start, end) = if r.outcome == "skipped" {
+                    (None, Some(r.started))
+                } else {
+                    (Some(r.started), None)
+                };
+                insert
+                    .execute(params![
+                        r.schedule,
+                        r.kind.as_str(),
+                        r.scheduled,
+                        start,
+                        end,
+                        r.outcome,
+                        r.error,
+                        node
+                    ])
+                    .map_err(err())?;
+                ids.push(txn.last_insert_rowid());
+                if r.outcome == "skipped" {
+                    skipped.execute(params![r.schedule]).map_err(err())?;
+                }
             }
-            Ok(id)
+            Ok(ids)
         }))
     }
 
-    fn finish_run(&self, end: RunEnd) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn finish_runs(&self, ends: Vec<RunEnd>) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(self.write(move |txn| {
-            txn.prepare_cached(
-                "UPDATE schedule_runs SET ended = ?2, outcome = ?3, error = ?4 WHERE id = ?1",
-            )
-            .and_then(|mut s| s.execute(params![end.id, end.ended, end.outcome, end.error]))
-            .map_err(StoreError::sql("schedules: finish run"))?;
-            txn.prepare_cached(
-                "UPDATE schedules SET failures = ?2, last_outcome = ?3,
-                     paused = CASE WHEN ?4 THEN 1 ELSE paused END
-                 WHERE name = ?1",
-            )
-            .and_then(|mut s| {
-                s.execute(params![end.schedule, end.failures, end.outcome, end.pause])
-            })
-            .map_err(StoreError::sql("schedules: finish run"))?;
+            let err = || StoreError::sql("schedules: finish run");
+            let mut run = txn
+                .prepare_cached(
+                    "UPDATE schedule_runs SET ended = ?2, outcome = ?3, error = ?4 WHERE id = ?1",
+                )
+                .map_err(err())?;
+            let mut schedule = txn
+                .prepare_cached(
+                    "UPDATE schedules SET failures = ?2, last_outcome = ?3,
+                         paused = CASE WHEN ?4 THEN 1 ELSE paused END
+                     WHERE name = ?1",
+                )
+                .map_err(err())?;
             // Retention: pruning on every 16th run keeps the cost off the common path while
             // bounding history at keep + 16 rows per schedule.
-            if end.id % 16 == 0 {
-                let keep = i64::try_from(end.keep).unwrap_or(i64::MAX);
-                txn.prepare_cached(
+            let mut prune = txn
+                .prepare_cached(
                     "DELETE FROM schedule_runs WHERE schedule = ?1 AND id < COALESCE(
                          (SELECT id FROM schedule_runs WHERE schedule = ?1
                           ORDER BY id DESC LIMIT 1 OFFSET ?2 - 1), 0)",
                 )
-                .and_then(|mut s| s.execute(params![end.schedule, keep.max(1)]))
                 .map_err(StoreError::sql("schedules: prune history"))?;
+            for end in &ends {
+                run.execute(params![end.id, end.ended, end.outcome, end.error])
+                    .map_err(err())?;
+                schedule
+                    .execute(params![end.schedule, end.failures, end.outcome, end.pause])
+                    .map_err(err())?;
+                if end.id % 16 == 0 {
+                    let keep = i64::try_from(end.keep).unwrap_or(i64::MAX);
+                    prune
+                        .execute(params![end.schedule, keep.max(1)])
+                        .map_err(StoreError::sql("schedules: prune history"))?;
+                }
             }
             Ok(())
         }))
@@ -292,24 +371,13 @@ impl ScheduleStore for SqliteStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         Box::pin(self.read(move |conn| {
             let mut rows = conn
-                .prepare_cached(
-                    "SELECT id, schedule, kind, scheduled, started, ended, outcome, error
-                     FROM schedule_runs WHERE schedule = ?1 ORDER BY id DESC LIMIT ?2",
-                )
+                .prepare_cached(&format!(
+                    "SELECT {RUN_COLUMNS} FROM schedule_runs WHERE schedule = ?1
+                     ORDER BY id DESC LIMIT ?2"
+                ))
                 .and_then(|mut s| {
-                    s.query_map(params![name, limit], |r| {
-                        Ok(RunRecord {
-                            id: r.get(0)?,
-                            schedule: r.get(1)?,
-                            kind: r.get(2)?,
-                            scheduled: r.get(3)?,
-                            started: r.get(4)?,
-                            ended: r.get(5)?,
-                            outcome: r.get(6)?,
-                            error: r.get(7)?,
-                        })
-                    })?
-                    .collect::<Result<Vec<_>, _>>()
+                    s.query_map(params![name, limit], read_run)?
+                        .collect::<Result<Vec<_>, _>>()
                 })
                 .map_err(StoreError::sql("schedules: history"))?;
             rows.reverse();
