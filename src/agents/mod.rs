@@ -12,12 +12,14 @@
 //! - [`lifecycle`]: every transition goes to the store, to `agents.events` on the bus, and
 //!   to the shared [`AgentStatus`] that `dreamos agent list` reads.
 //! - [`inbox`]: where messages come from (the durable `agent:<name>` queue in the daemon).
-//! - [`work`]: tasks claimed for agents that declare a category, fed to `on_task`.
+//! - [`work`]: tasks claimed for agents that declare a category, fed to `on_task` (one
+//!   at a time, or up to `tasks.concurrency` side by side).
 //! - [`supervisor`]: the registry of agents and the operator actions on them.
 //!
 //! Time is tokio's, so tests pause and advance it.
 
 pub mod agent;
+pub mod commands;
 pub mod config;
 pub mod inbox;
 pub mod lifecycle;
@@ -30,7 +32,7 @@ pub mod work;
 #[cfg(test)]
 mod tests;
 
-pub use agent::{Agent, AgentError, Context, Factory, Handled, TaskWork};
+pub use agent::{Agent, AgentError, Context, Factory, Handled, TaskOutcome, TaskWork, TaskWorker};
 pub use config::{AgentConfig, DaemonConfig};
 pub use inbox::{BusInbox, Inbox, InboxFactory};
 pub use lifecycle::{AgentStatus, Recorder, SharedStatus, EVENTS_TOPIC};

@@ -99,11 +99,14 @@ async fn bench(config: Arc<Config>, args: AgentBenchArgs, db: PathBuf) -> anyhow
         supervisor.start(&name, "bench")?;
     }
     loop {
-        let list = supervisor.list();
-        if let Some(bad) = list.iter().find(|s| s.state == AgentState::Failed) {
-            anyhow::bail!("agent {} failed: {}", bad.name, bad.reason);
+        let states = supervisor.states();
+        if states.contains(&AgentState::Failed) {
+            let list = supervisor.list();
+            if let Some(bad) = list.iter().find(|s| s.state == AgentState::Failed) {
+                anyhow::bail!("agent {} failed: {}", bad.name, bad.reason);
+            }
         }
-        if list.iter().all(|s| s.state == AgentState::Running) {
+        if states.iter().all(|s| *s == AgentState::Running) {
             break;
         }
         // Polling reads every status; rarely enough that it does not slow the start-up.

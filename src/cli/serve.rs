@@ -205,7 +205,10 @@ async fn supervision(
         }
     };
     let mut spec = entry.supervision(&def.overrides);
-    spec.task_category = def.tasks.map(|(category, _)| category);
+    if let Some((category, concurrency)) = def.tasks {
+        spec.task_category = Some(category);
+        spec.task_concurrency = concurrency;
+    }
     agent.stall = spec.stall_timeout;
     (spec, agent)
 }

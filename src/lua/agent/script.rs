@@ -7,6 +7,7 @@
 //! never share it. [`ScriptAgent::probe`] loads the script once to read its definition,
 //! which is also how `reload` checks a new version before it replaces the running one.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -18,7 +19,8 @@ use mlua::{Function, IntoLuaMulti, Lua, LuaSerdeExt, Table, Value};
 use super::methods::{self, AgentSelf};
 use super::AgentControl;
 use crate::agents::{
-    Agent, AgentError, Context, Factory, Handled, Overrides, Supervisor, TaskWork,
+    Agent, AgentError, Context, Factory, Handled, Overrides, Supervisor, TaskOutcome, TaskWork,
+    TaskWorker,
 };
 use crate::bus::{Bus, Message};
 use crate::config::Config;
@@ -102,7 +104,7 @@ impl ScriptAgent {
     /// Loads the script in a throw-away state and reads its definition.
     pub async fn probe(&self) -> Result<Definition, AgentError> {
         let agent = self.instantiate().await?;
-        read_definition(&agent.lua, &agent.def)
+        read_definition(&agent.0.lua, &agent.0.def)
     }
 
     /// Builds a factory that instantiates this agent afresh on every start.
@@ -127,6 +129,7 @@ impl ScriptAgent {
         // An agent lives as long as the daemon: no whole-run wall-clock timeout; stalls are
         // limited per handler instead.
         opts.timeout = Some(Duration::ZERO);
+        opts.lazy_libs = true;
         let lua =
             new_state(self.config.clone(), opts).map_err(|e| AgentError::new(e.to_string()))?;
         let setup = |e: mlua::Error| AgentError::new(format!("{script}: {e}"));
@@ -155,11 +158,8 @@ impl ScriptAgent {
             });
         }
         let chunk = match &self.source {
-            Some(text) => lua
-                .load(text.as_bytes())
-                .set_name(format!("@{script}"))
-                .set_mode(mlua::chunk::ChunkMode::Text)
-                .into_function(),
+            // Agents of one script share its compilation (see `load_compiled`).
+            Some(text) => loader::load_compiled(&lua, text.as_bytes(), &format!("@{script}")),
             None => loader::load_text_file(&lua, &self.script),
         }
         .map_err(|e| AgentError::new(error_message(&lua, &e)))?;
@@ -192,8 +192,7 @@ impl ScriptAgent {
             )));
         }
         let saved = match &self.store {
-            Some(store) => store
-                .load_agent_state(self.name.clone())
+            Some(store) => super::state_loads::load(store, &self.name)
                 .await
                 .map_err(|e| AgentError::new(format!("loading self.state: {e}")))?,
             None => None,
@@ -212,57 +211,94 @@ impl ScriptAgent {
         mt.set("__index", methods::methods(&lua).map_err(setup)?)
             .map_err(setup)?;
         this.set_metatable(Some(mt)).map_err(setup)?;
-        Ok(LuaAgent {
+        Ok(LuaAgent(Rc::new(Instance {
             lua,
             def,
             this,
             name: self.name.clone(),
             store: self.store.clone(),
-            saved: saved.map(|v| v.to_string()),
+            saved: RefCell::new(saved.map(|v| v.to_string())),
             stall: self.stall,
-        })
+        })))
     }
 }
 
-/// One live instance: its own Lua state, the definition table and `self`.
-pub struct LuaAgent {
+/// One live instance: its own Lua state, the definition table and `self`. Shared (`Rc`)
+/// so tasks running side by side (`tasks.concurrency`) each hold it.
+pub struct LuaAgent(Rc<Instance>);
+
+struct Instance {
     lua: Lua,
     def: Table,
     this: Table,
     name: String,
     store: Option<Arc<SqliteStore>>,
     /// `self.state` as last saved (JSON text), to skip writes when nothing changed.
-    saved: Option<String>,
+    saved: RefCell<Option<String>>,
     stall: Option<Duration>,
 }
 
-impl LuaAgent {
-    /// Runs handler `name` (if the script defined it) with `self` and `args`, then saves
-    /// `self.state` if it changed and forwards `self:stop()`.
+impl Instance {
+    /// Runs handler `name` (if the script defined it) with `self` and `args` in a coroutine
+    /// of its own, then saves `self.state` if it changed. Also returns a `self:stop()`
+    /// request, if the handler made one.
     async fn handle(
-        &mut self,
+        &self,
+        name: &str,
+        args: impl IntoLuaMulti,
+    ) -> (Result<Value, AgentError>, Option<String>) {
+        let handler = match self.def.get::<Value>(name) {
+            Ok(Value::Function(f)) => f,
+            _ => return (Ok(Value::Nil), None),
+        };
+        let args = match (self.this.clone(), args).into_lua_multi(&self.lua) {
+            Ok(args) => args,
+            Err(e) => return (Err(AgentError::new(format!("{name}: {e}"))), None),
+        };
+        let out = run(&self.lua, handler, args, self.stall, name).await;
+        self.save_state().await;
+        let stop = self
+            .lua
+            .app_data_ref::<AgentSelf>()
+            .and_then(|me| me.stop.borrow_mut().take());
+        (out, stop)
+    }
+
+    /// A handler whose result does not matter, with its stop request forwarded to `ctx`.
+    async fn handle_in(
+        &self,
         ctx: &mut Context,
         name: &str,
         args: impl IntoLuaMulti,
-    ) -> Result<Value, AgentError> {
-        let handler = match self.def.get::<Value>(name) {
-            Ok(Value::Function(f)) => f,
-            _ => return Ok(Value::Nil),
-        };
-        let args = (self.this.clone(), args)
-            .into_lua_multi(&self.lua)
-            .map_err(|e| AgentError::new(format!("{name}: {e}")))?;
-        let out = run(&self.lua, handler, args, self.stall, name).await;
-        self.save_state().await;
-        if let Some(me) = self.lua.app_data_ref::<AgentSelf>() {
-            if let Some(reason) = me.stop.borrow_mut().take() {
-                ctx.stop(reason);
-            }
+    ) -> Result<(), AgentError> {
+        let (out, stop) = self.handle(name, args).await;
+        if let Some(reason) = stop {
+            ctx.stop(reason);
         }
-        out
+        out.map(|_| ())
     }
 
-    async fn save_state(&mut self) {
+    /// `on_task`: the task as a table in, its result as JSON out.
+    async fn task(&self, task: TaskWork) -> TaskOutcome {
+        let value = match methods::task_table(&self.lua, &task) {
+            Ok(v) => v,
+            Err(e) => {
+                return TaskOutcome {
+                    result: Err(AgentError::new(format!("on_task: {e}"))),
+                    stop: None,
+                }
+            }
+        };
+        let (out, stop) = self.handle("on_task", value).await;
+        let result = out.and_then(|v| {
+            self.lua
+                .from_value(v)
+                .map_err(|e| AgentError::new(format!("on_task: result is not JSON: {e}")))
+        });
+        TaskOutcome { result, stop }
+    }
+
+    async fn save_state(&self) {
         let Some(store) = &self.store else { return };
         let state: serde_json::Value = match self.this.get::<Value>("state") {
             Ok(v @ Value::Table(_)) => match self.lua.from_value(v) {
@@ -275,19 +311,22 @@ impl LuaAgent {
             _ => return,
         };
         let text = state.to_string();
-        if self.saved.as_deref() == Some(text.as_str()) {
+        if self.saved.borrow().as_deref() == Some(text.as_str()) {
             return;
         }
         let now = chrono::Utc::now().timestamp_millis();
         match store.save_agent_state(self.name.clone(), state, now).await {
-            Ok(()) => self.saved = Some(text),
+            Ok(()) => *self.saved.borrow_mut() = Some(text),
             Err(e) => tracing::warn!(agent = %self.name, error = %e, "cannot save self.state"),
         }
     }
 }
 
 /// Runs `func` as a metered coroutine. With a stall limit, the instruction hook's deadline
-/// is armed too, so a loop that never suspends is interrupted as well.
+/// is armed too (for this coroutine's resumes only: others of the state may run between
+/// them), so a loop that never suspends is interrupted as well. When the coroutine ends,
+/// the last message it took with `bus.recv` and left unsettled is settled before this
+/// returns: a handler's work is acknowledged when the handler completes.
 async fn run(
     lua: &Lua,
     func: Function,
@@ -300,13 +339,22 @@ async fn run(
         .meter
         .clone();
     let deadline = stall.map(|s| std::time::Instant::now() + s);
-    meter.deadline.set(deadline);
-    let result = async {
-        let thread = lua.create_thread(func)?;
-        Metered::new(meter.clone(), thread.into_async::<Value>(args)?).await
-    }
-    .await;
-    meter.deadline.set(None);
+    let thread = lua
+        .create_thread(func)
+        .map_err(|e| AgentError::new(error_message(lua, &e)))?;
+    let result = match thread.clone().into_async::<Value>(args) {
+        Ok(fut) => {
+            WithDeadline {
+                meter: meter.clone(),
+                deadline,
+                inner: Metered::new(meter, fut),
+            }
+            .await
+        }
+        Err(e) => Err(e),
+    };
+    let failure = result.as_ref().err().map(|e| error_message(lua, e));
+    crate::lua::bus::settle_thread(lua, &thread, failure.as_deref()).await;
     result.map_err(|e| {
         let stalled = deadline.is_some_and(|d| std::time::Instant::now() >= d);
         match (stalled, stall) {
@@ -327,6 +375,28 @@ async fn run(
             }
         }
     })
+}
+
+/// Arms the state's hook deadline around each resume of one coroutine, so coroutines of
+/// one state running side by side each keep their own stall limit.
+struct WithDeadline<F> {
+    meter: Rc<crate::runtime::Meter>,
+    deadline: Option<std::time::Instant>,
+    inner: F,
+}
+
+impl<F: std::future::Future + Unpin> std::future::Future for WithDeadline<F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        self.meter.deadline.set(self.deadline);
+        let out = std::pin::Pin::new(&mut self.inner).poll(cx);
+        self.meter.deadline.set(None);
+        out
+    }
 }
 
 fn read_definition(lua: &Lua, def: &Table) -> Result<Definition, AgentError> {
@@ -389,14 +459,14 @@ fn read_definition(lua: &Lua, def: &Table) -> Result<Definition, AgentError> {
 
 impl Agent for LuaAgent {
     fn on_start<'a>(&'a mut self, ctx: &'a mut Context) -> Handled<'a> {
-        Box::pin(async move { self.handle(ctx, "on_start", ()).await.map(|_| ()) })
+        Box::pin(self.0.handle_in(ctx, "on_start", ()))
     }
 
     fn on_message<'a>(&'a mut self, ctx: &'a mut Context, message: Message) -> Handled<'a> {
         Box::pin(async move {
-            let msg = methods::to_table(&self.lua, &message)
+            let msg = methods::to_table(&self.0.lua, &message)
                 .map_err(|e| AgentError::new(format!("on_message: {e}")))?;
-            self.handle(ctx, "on_message", msg).await.map(|_| ())
+            self.0.handle_in(ctx, "on_message", msg).await
         })
     }
 
@@ -406,24 +476,31 @@ impl Agent for LuaAgent {
         task: TaskWork,
     ) -> Handled<'a, serde_json::Value> {
         Box::pin(async move {
-            let value = methods::task_table(&self.lua, &task)
-                .map_err(|e| AgentError::new(format!("on_task: {e}")))?;
-            let out = self.handle(ctx, "on_task", value).await?;
-            self.lua
-                .from_value(out)
-                .map_err(|e| AgentError::new(format!("on_task: result is not JSON: {e}")))
+            let TaskOutcome { result, stop } = self.0.task(task).await;
+            if let Some(reason) = stop {
+                ctx.stop(reason);
+            }
+            result
         })
     }
 
+    fn task_worker(&mut self) -> Option<TaskWorker> {
+        let instance = self.0.clone();
+        Some(Rc::new(move |task| {
+            let instance = instance.clone();
+            Box::pin(async move { instance.task(task).await })
+        }))
+    }
+
     fn on_tick<'a>(&'a mut self, ctx: &'a mut Context) -> Handled<'a> {
-        Box::pin(async move { self.handle(ctx, "on_tick", ()).await.map(|_| ()) })
+        Box::pin(self.0.handle_in(ctx, "on_tick", ()))
     }
 
     fn on_idle<'a>(&'a mut self, ctx: &'a mut Context) -> Handled<'a> {
-        Box::pin(async move { self.handle(ctx, "on_idle", ()).await.map(|_| ()) })
+        Box::pin(self.0.handle_in(ctx, "on_idle", ()))
     }
 
     fn on_stop<'a>(&'a mut self, ctx: &'a mut Context, reason: &'a str) -> Handled<'a> {
-        Box::pin(async move { self.handle(ctx, "on_stop", reason).await.map(|_| ()) })
+        Box::pin(self.0.handle_in(ctx, "on_stop", reason))
     }
 }
