@@ -7,6 +7,7 @@
 //! - [`state`]: the lifecycle states and which steps between them are legal.
 //! - [`policy`]: restart policies (OTP's permanent/transient/temporary), restart intensity
 //!   and exponential backoff, and [`Supervision`], every per-agent knob with its default.
+//! - `handler`: a handler call under the stall limit, and what a runner's loop waits on.
 //! - [`runner`]: one task per live agent — its event loop (inbox, ticks, idle nudges,
 //!   resumes, stall interruption) and what happens after each exit.
 //! - [`lifecycle`]: every transition goes to the store, to `agents.events` on the bus, and
@@ -21,6 +22,7 @@
 pub mod agent;
 pub mod commands;
 pub mod config;
+mod handler;
 pub mod inbox;
 pub mod lifecycle;
 pub mod policy;

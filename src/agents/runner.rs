@@ -7,15 +7,15 @@
 //! handler in flight (bounded by `stall_timeout`) instead of tearing it down midway.
 
 use std::cell::RefCell;
-use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::time::{sleep_until, Instant, Interval, MissedTickBehavior};
+use tokio::time::{sleep_until, Instant, MissedTickBehavior};
 
-use super::agent::{Agent, AgentError, Context, Factory, TaskWorker};
+use super::agent::{Agent, Context, Factory, TaskWorker};
 use super::commands::CommandReceiver;
+use super::handler::{call, far_future, next_message, next_task, next_tick};
 use super::inbox::Inbox;
 use super::lifecycle::{update, Lifecycle};
 use super::policy::{Decision, RestartTracker, Supervision};
@@ -412,56 +412,6 @@ impl Runner {
     }
 }
 
-/// Runs one handler under the stall timeout; `Err` is why the agent crashes. A stall drops
-/// the handler's future, which interrupts it at its next suspension; a Lua agent also arms
-/// its instruction hook with the same deadline so a loop that never suspends is stopped too.
-pub(super) async fn call<T>(
-    stall: Option<Duration>,
-    what: &str,
-    handler: impl Future<Output = Result<T, AgentError>>,
-) -> Result<T, String> {
-    let result = match stall {
-        Some(limit) => match tokio::time::timeout(limit, handler).await {
-            Ok(result) => result,
-            Err(_) => {
-                return Err(format!(
-                    "stalled: {what} ran past stall_timeout ({})",
-                    format_duration(limit)
-                ))
-            }
-        },
-        None => handler.await,
-    };
-    result.map_err(|e| match e.0.starts_with("stalled:") {
-        // The agent noticed the stall itself (a Lua loop stopped by its hook).
-        true => e.0,
-        false => format!("{what} failed: {e}"),
-    })
-}
-
-async fn next_message(inbox: &mut Option<Box<dyn Inbox>>) -> Result<Delivery, String> {
-    match inbox {
-        Some(inbox) => inbox.next().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn next_task(feed: &mut Option<TaskFeed>) -> Option<Claimed> {
-    match feed {
-        Some(feed) => feed.rx.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn next_tick(ticker: &mut Option<Interval>) {
-    match ticker {
-        Some(t) => {
-            t.tick().await;
-        }
-        None => std::future::pending().await,
-    }
-}
-
 /// What one instance does with tasks, when it declared a category.
 #[derive(Default)]
 struct Work {
@@ -469,9 +419,4 @@ struct Work {
     /// Set when tasks run side by side (`tasks.concurrency` > 1 and the agent offers one).
     worker: Option<TaskWorker>,
     running: InFlight,
-}
-
-/// A deadline that never comes (for `select!` branches that are disabled anyway).
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(86400 * 365 * 30)
 }

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::agent::{TaskOutcome, TaskWork, TaskWorker};
-use super::runner::call;
+use super::handler::call;
 use crate::tasks::{ClaimRequest, Lease, Tasks};
 
 /// How long one claim waits before asking again (the loop runs until the instance ends).

@@ -45,6 +45,7 @@ pub fn run(config: Arc<Config>, args: AgentBenchArgs) -> anyhow::Result<ExitCode
     if args.agents == 0 {
         anyhow::bail!("--agents must be at least 1");
     }
+    crate::runtime::prefer_small_pages();
     let scratch =
         Scratch(std::env::temp_dir().join(format!("dreamos-bench-agents-{}", std::process::id())));
     std::fs::create_dir_all(&scratch.0)?;

@@ -7,11 +7,13 @@
 //!
 //! - [`script`]: a Lua script as an [`Agent`](crate::agents::Agent): one fresh, sandboxed
 //!   state per start, `self.state` persisted in the store after each handler.
+//! - `instance`: one live agent — its handlers, each in a coroutine of its own state.
 //! - `state_loads`: agents starting together read their `self.state` in one store read.
 //! - [`methods`]: what `self` can do (`send`, `publish`, `reply`, `log`, `stop`,
 //!   `claim_task`) and how bus messages become Lua tables.
 
 mod define;
+mod instance;
 pub mod methods;
 pub mod script;
 mod state_loads;

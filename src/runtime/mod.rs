@@ -163,6 +163,19 @@ pub fn new_state(config: Arc<Config>, opts: StateOptions) -> Result<Lua, ScriptE
     Ok(lua)
 }
 
+/// Asks Linux not to back this process with transparent huge pages. The allocator advises
+/// its arenas for them, and the first touch of a 2 MiB page zeroes all of it: starting
+/// 10,000 agents — each a few dozen KiB of small allocations — spent about a third of its
+/// time in the kernel clearing huge pages (measured with `perf`; 40% faster without). Called
+/// by the daemon and `bench agents` before they create states; a no-op elsewhere.
+pub fn prefer_small_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_THP_DISABLE only sets a flag of this process; it takes no pointers.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
+
 /// The [`Host`] of a state created by [`new_state`].
 pub fn host(lua: &Lua) -> mlua::Result<mlua::AppDataRef<'_, Host>> {
     lua.app_data_ref::<Host>()
