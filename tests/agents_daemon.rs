@@ -472,7 +472,7 @@ local time = require("dreamos.time")
 return require("dreamos.agent").define {
   on_message = function(self, msg)
     if msg.payload == "hold" then
-      self.state.holding = true
+      self:log("holding")
       time.sleep(2)
     end
   end,
@@ -492,7 +492,7 @@ for i = 1, 61 do bus.send("agent:quick", i == 31 and "hold" or "x") end
     assert!(out.status.success(), "{}", text(&out));
     let mut d = Daemon::start(dir.path());
     wait_until("the agent holds a message", || {
-        stored_state(dir.path(), "quick")["holding"] == serde_json::json!(true)
+        d.agent(&["logs", "quick"]).contains("holding")
     });
     let (status, stderr) = d.terminate();
     assert!(status.success(), "{stderr}");
