@@ -435,3 +435,71 @@ fn bench_agents_reports_its_numbers() {
         assert!(text.contains(line), "{line}: {text}");
     }
 }
+
+/// Messages acknowledged so far, as stored.
+fn acked(dir: &Path) -> u64 {
+    let db = dir.join("data/dreamos.db");
+    dreamos::runtime::block_on(async move {
+        let store = dreamos::store::open_sqlite(&db).await.expect("open");
+        let bus = dreamos::bus::Bus::new(
+            store as std::sync::Arc<dyn dreamos::store::BusStore>,
+            dreamos::bus::BusConfig::default(),
+        )
+        .expect("bus");
+        bus.stats().await.expect("stats").acked
+    })
+    .expect("runtime")
+}
+
+/// Messages the agent fetched ahead but never handled go back to the queue when the daemon
+/// stops, so the next start handles them at once — not after the visibility timeout
+/// (an hour here).
+#[test]
+fn sigterm_returns_prefetched_messages_at_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("dreamos.toml"),
+        CONFIG.replace("visibility_timeout = \"2s\"", "visibility_timeout = \"1h\"")
+            + "\n[[agents]]\nname = \"quick\"\nscript = \"quick.lua\"\n",
+    )
+    .expect("config");
+    // Plain messages are handled at once (no state to save), so the agent's bus consumer
+    // keeps up and fetches ahead; "hold" keeps the handler busy while the daemon stops.
+    std::fs::write(
+        dir.path().join("quick.lua"),
+        r#"
+local time = require("dreamos.time")
+return require("dreamos.agent").define {
+  on_message = function(self, msg)
+    if msg.payload == "hold" then
+      self:log("holding")
+      time.sleep(2)
+    end
+  end,
+}
+"#,
+    )
+    .expect("script");
+    std::fs::write(
+        dir.path().join("fill.lua"),
+        r#"
+local bus = require("dreamos.bus")
+for i = 1, 61 do bus.send("agent:quick", i == 31 and "hold" or "x") end
+"#,
+    )
+    .expect("fill script");
+    let out = dreamos(dir.path(), &["run", "fill.lua"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let mut d = Daemon::start(dir.path());
+    wait_until("the agent holds a message", || {
+        d.agent(&["logs", "quick"]).contains("holding")
+    });
+    let (status, stderr) = d.terminate();
+    assert!(status.success(), "{stderr}");
+    assert!(acked(dir.path()) < 61, "stopped mid-stream");
+    let d = Daemon::start(dir.path());
+    wait_until("every message handled after the restart", || {
+        acked(dir.path()) == 61
+    });
+    drop(d);
+}

@@ -53,9 +53,20 @@ async fn world() -> World {
 impl World {
     /// Adds a Lua agent from `source`, probing it first as the daemon does.
     async fn add(&self, name: &str, source: &str, memory_limit: Option<u64>) {
+        self.add_with_stall(name, source, memory_limit, Duration::from_secs(1))
+            .await
+    }
+
+    async fn add_with_stall(
+        &self,
+        name: &str,
+        source: &str,
+        memory_limit: Option<u64>,
+        stall: Duration,
+    ) {
         let path = self.dir.join(format!("{name}.lua"));
         std::fs::write(&path, source).expect("write script");
-        let stall = Some(Duration::from_secs(1));
+        let stall = Some(stall);
         let agent = ScriptAgent {
             name: name.into(),
             script: path,
@@ -76,7 +87,10 @@ impl World {
             ..Supervision::default()
         };
         def.overrides.apply(&mut spec);
-        spec.task_category = def.tasks.map(|(category, _)| category);
+        if let Some((category, concurrency)) = def.tasks {
+            spec.task_category = Some(category);
+            spec.task_concurrency = concurrency;
+        }
         spec.stall_timeout = stall;
         self.sup.add(name, spec, agent.factory()).expect("add");
         self.sup.start(name, "test").expect("start");
@@ -350,6 +364,65 @@ return agent.define {
             Status::Ready,
             "another category is not claimed"
         );
+        w.sup.shutdown("done").await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tasks_concurrency_runs_that_many_tasks_at_once_in_one_state() {
+    local(async {
+        let w = world().await;
+        // Each task waits (suspending its own coroutine) until three run at once, so the
+        // peak reaches 3 only if the agent really holds three tasks side by side.
+        let crew = r#"
+local agent = require("dreamos.agent")
+local time = require("dreamos.time")
+local running, peak = 0, 0
+return agent.define {
+  tasks = { category = "crew", concurrency = 3 },
+  on_task = function(self, task)
+    running = running + 1
+    if running > peak then peak = running end
+    for _ = 1, 1000 do
+      if peak >= 3 then break end
+      time.sleep(0.01)
+    end
+    running = running - 1
+    return { peak = peak, n = task.payload.n }
+  end,
+}
+"#;
+        w.add_with_stall("crew", crew, None, Duration::from_secs(60))
+            .await;
+        let mut ids = Vec::new();
+        for n in 0..3 {
+            let spec = TaskSpec {
+                title: format!("job {n}"),
+                category: Some("crew".into()),
+                payload: Some(json!({ "n": n })),
+                ..TaskSpec::default()
+            };
+            ids.push(w.tasks.add(spec).await.expect("add"));
+        }
+        for _ in 0..800 {
+            let mut done = 0;
+            for id in &ids {
+                if w.tasks.get(*id).await.expect("get").map(|t| t.status) == Some(Status::Done) {
+                    done += 1;
+                }
+            }
+            if done == ids.len() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        for (n, id) in ids.iter().enumerate() {
+            let task = w.tasks.get(*id).await.expect("get").expect("task");
+            assert_eq!(task.status, Status::Done, "{:?}", task.error);
+            assert_eq!(task.result, Some(json!({ "peak": 3, "n": n })));
+        }
+        assert_eq!(w.sup.status("crew").expect("status").handled, 3);
         w.sup.shutdown("done").await;
     })
     .await;

@@ -41,6 +41,20 @@ pub struct TaskWork {
     pub task: serde_json::Value,
 }
 
+/// A task handler that can run beside the agent's other handlers, for agents declaring
+/// `tasks.concurrency` above one: the runner calls it once per claimed task, with up to
+/// that many running at a time. Each call returns its own future (a Lua agent runs each
+/// task in its own coroutine of the agent's state), so it owns what it needs.
+pub type TaskWorker = Rc<dyn Fn(TaskWork) -> LocalBoxFuture<'static, TaskOutcome>>;
+
+/// What a [`TaskWorker`] call ended with.
+pub struct TaskOutcome {
+    /// The task's result, or why the handler failed (a crash, as for `on_task`).
+    pub result: Result<serde_json::Value, AgentError>,
+    /// The handler asked the agent to stop, as [`Context::stop`] does.
+    pub stop: Option<String>,
+}
+
 /// An agent. Every handler has a default that does nothing, so an agent implements only
 /// what it needs.
 pub trait Agent {
@@ -65,6 +79,13 @@ pub trait Agent {
     ) -> Handled<'a, serde_json::Value> {
         let _ = (ctx, task);
         Box::pin(async { Ok(serde_json::Value::Null) })
+    }
+
+    /// For several tasks at once (`tasks.concurrency` above one): a handler the runner can
+    /// run side by side with itself and with the other handlers. `None` (the default):
+    /// tasks go to `on_task`, one at a time.
+    fn task_worker(&mut self) -> Option<TaskWorker> {
+        None
     }
 
     /// Every `tick` interval, when the agent has one.

@@ -20,6 +20,13 @@ pub trait Inbox {
 
     /// The handler failed or the agent is going down: deliver it again later.
     fn nack<'a>(&'a mut self, delivery: &'a Delivery, error: &'a str) -> LocalBoxFuture<'a, ()>;
+
+    /// The agent stops taking messages: return what was fetched ahead and not handed to a
+    /// handler, so the next start (or another consumer) gets it at once rather than after
+    /// the visibility timeout.
+    fn release(&mut self) -> LocalBoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// Builds an inbox for each start of an agent.
@@ -74,6 +81,20 @@ impl Inbox for BusInbox {
         Box::pin(async move {
             if let Err(e) = self.bus.nack(delivery, error, true).await {
                 tracing::warn!(message = delivery.message.id, error = %e, "nack failed; the message returns after its visibility timeout");
+            }
+        })
+    }
+
+    fn release(&mut self) -> LocalBoxFuture<'_, ()> {
+        Box::pin(async move {
+            match self.bus.release_prefetched(&self.channel).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::debug!(channel = %self.channel, released = n, "returned prefetched messages to the queue")
+                }
+                Err(e) => {
+                    tracing::warn!(channel = %self.channel, error = %e, "cannot return prefetched messages; they come back after their visibility timeout")
+                }
             }
         })
     }

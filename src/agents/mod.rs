@@ -7,18 +7,22 @@
 //! - [`state`]: the lifecycle states and which steps between them are legal.
 //! - [`policy`]: restart policies (OTP's permanent/transient/temporary), restart intensity
 //!   and exponential backoff, and [`Supervision`], every per-agent knob with its default.
+//! - `handler`: a handler call under the stall limit, and what a runner's loop waits on.
 //! - [`runner`]: one task per live agent — its event loop (inbox, ticks, idle nudges,
 //!   resumes, stall interruption) and what happens after each exit.
 //! - [`lifecycle`]: every transition goes to the store, to `agents.events` on the bus, and
 //!   to the shared [`AgentStatus`] that `dreamos agent list` reads.
 //! - [`inbox`]: where messages come from (the durable `agent:<name>` queue in the daemon).
-//! - [`work`]: tasks claimed for agents that declare a category, fed to `on_task`.
+//! - [`work`]: tasks claimed for agents that declare a category, fed to `on_task` (one
+//!   at a time, or up to `tasks.concurrency` side by side).
 //! - [`supervisor`]: the registry of agents and the operator actions on them.
 //!
 //! Time is tokio's, so tests pause and advance it.
 
 pub mod agent;
+pub mod commands;
 pub mod config;
+mod handler;
 pub mod inbox;
 pub mod lifecycle;
 pub mod policy;
@@ -30,7 +34,7 @@ pub mod work;
 #[cfg(test)]
 mod tests;
 
-pub use agent::{Agent, AgentError, Context, Factory, Handled, TaskWork};
+pub use agent::{Agent, AgentError, Context, Factory, Handled, TaskOutcome, TaskWork, TaskWorker};
 pub use config::{AgentConfig, DaemonConfig};
 pub use inbox::{BusInbox, Inbox, InboxFactory};
 pub use lifecycle::{AgentStatus, Recorder, SharedStatus, EVENTS_TOPIC};

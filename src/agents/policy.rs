@@ -96,6 +96,9 @@ pub struct Supervision {
     pub stop_timeout: Duration,
     /// Claim tasks of this category for `on_task` (`""`: any category); `None`: no tasks.
     pub task_category: Option<String>,
+    /// Tasks handled at once (`tasks.concurrency`); above one needs the agent's
+    /// [`task_worker`](super::Agent::task_worker).
+    pub task_concurrency: usize,
 }
 
 impl Default for Supervision {
@@ -114,6 +117,7 @@ impl Default for Supervision {
             tick: None,
             stop_timeout: Duration::from_secs(10),
             task_category: None,
+            task_concurrency: 1,
         }
     }
 }

@@ -7,20 +7,20 @@
 //! handler in flight (bounded by `stall_timeout`) instead of tearing it down midway.
 
 use std::cell::RefCell;
-use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::sync::mpsc;
-use tokio::time::{sleep_until, Instant, Interval, MissedTickBehavior};
+use tokio::time::{sleep_until, Instant, MissedTickBehavior};
 
-use super::agent::{Agent, AgentError, Context, Factory, TaskWork};
+use super::agent::{Agent, Context, Factory, TaskWorker};
+use super::commands::CommandReceiver;
+use super::handler::{call, far_future, next_message, next_task, next_tick};
 use super::inbox::Inbox;
 use super::lifecycle::{update, Lifecycle};
 use super::policy::{Decision, RestartTracker, Supervision};
 use super::state::AgentState;
-use super::work::TaskFeed;
+use super::work::{settle_task, Claimed, Finished, InFlight, TaskFeed};
 use crate::bus::{Bus, Delivery};
 use crate::units::format_duration;
 
@@ -51,7 +51,8 @@ enum Exit {
 /// What woke the event loop.
 enum Event {
     Command(Option<Command>),
-    Task(Option<TaskWork>),
+    Task(Option<Claimed>),
+    TaskDone(Finished),
     Message(Result<Box<Delivery>, String>),
     Tick,
     Idle,
@@ -62,7 +63,7 @@ pub struct Runner {
     pub spec: Supervision,
     /// Shared with the supervisor so `reload` swaps the next instance's code.
     pub factory: Rc<RefCell<Factory>>,
-    pub commands: mpsc::UnboundedReceiver<Command>,
+    pub commands: CommandReceiver,
     pub life: Lifecycle,
     pub inbox: Option<Box<dyn Inbox>>,
     pub bus: Option<Bus>,
@@ -77,7 +78,7 @@ impl Runner {
     pub fn new(
         spec: Supervision,
         factory: Rc<RefCell<Factory>>,
-        commands: mpsc::UnboundedReceiver<Command>,
+        commands: CommandReceiver,
         life: Lifecycle,
         inbox: Option<Box<dyn Inbox>>,
         bus: Option<Bus>,
@@ -187,20 +188,32 @@ impl Runner {
             Err(e) => return Exit::Crash(format!("cannot start: {e}")),
         };
         let mut ctx = Context::new(self.life.name.clone(), self.bus.clone());
-        if let Err(exit) = call(
+        if let Err(why) = call(
             self.spec.stall_timeout,
             "on_start",
             agent.on_start(&mut ctx),
         )
         .await
         {
-            return exit;
+            return Exit::Crash(why);
         }
         self.life.go(AgentState::Running, "started").await;
+        let mut work = self.start_work(agent.as_mut());
         let exit = match ctx.stop_requested.take() {
             Some(why) => Exit::Normal(why),
-            None => self.event_loop(agent.as_mut(), &mut ctx).await,
+            None => self.event_loop(agent.as_mut(), &mut ctx, &mut work).await,
         };
+        // No more messages or tasks for this instance: what it fetched ahead goes back to
+        // the queue now, and tasks in flight finish (or, after a crash, go back too).
+        if let Some(inbox) = self.inbox.as_mut() {
+            inbox.release().await;
+        }
+        let tasks = work.feed.as_ref().map(|f| f.tasks.clone());
+        if let Some(feed) = work.feed.take() {
+            feed.close().await;
+        }
+        let crashed = matches!(exit, Exit::Crash(_));
+        work.running.finish(tasks.as_ref(), crashed).await;
         let why = match &exit {
             Exit::Crash(_) => return exit,
             Exit::Shutdown(w) | Exit::Restart(w) | Exit::Resume(w) | Exit::Normal(w) => w.clone(),
@@ -214,33 +227,62 @@ impl Runner {
         exit
     }
 
+    /// Starts claiming tasks for an agent that declared a category. Several at once only
+    /// when the agent offers a worker to run them side by side.
+    fn start_work(&self, agent: &mut dyn Agent) -> Work {
+        let (Some(tasks), Some(category)) = (&self.life.recorder.tasks, &self.spec.task_category)
+        else {
+            return Work::default();
+        };
+        let worker = match self.spec.task_concurrency {
+            0 | 1 => None,
+            _ => agent.task_worker(),
+        };
+        let concurrency = match worker {
+            Some(_) => self.spec.task_concurrency,
+            None => 1,
+        };
+        Work {
+            feed: Some(TaskFeed::start(
+                tasks.clone(),
+                &self.life.name,
+                category,
+                concurrency,
+            )),
+            worker,
+            running: InFlight::default(),
+        }
+    }
+
     /// Handles events until something ends this instance.
-    async fn event_loop(&mut self, agent: &mut dyn Agent, ctx: &mut Context) -> Exit {
+    async fn event_loop(
+        &mut self,
+        agent: &mut dyn Agent,
+        ctx: &mut Context,
+        work: &mut Work,
+    ) -> Exit {
         let stall = self.spec.stall_timeout;
         let mut last_activity = Instant::now();
         let mut idle_since: Option<Instant> = None;
-        let mut feed = match (&self.life.recorder.tasks, &self.spec.task_category) {
-            (Some(tasks), Some(category)) => {
-                Some(TaskFeed::start(tasks.clone(), &self.life.name, category))
-            }
-            _ => None,
-        };
         let mut ticker = self.spec.tick.map(|every| {
             let mut t = tokio::time::interval_at(Instant::now() + every, every);
             t.set_missed_tick_behavior(MissedTickBehavior::Delay);
             t
         });
         loop {
-            let idle_at = match (idle_since, self.spec.idle_timeout) {
-                (None, Some(timeout)) => Some(last_activity + timeout),
+            // Tasks running side by side are activity: no idle nudge while any runs.
+            let idle_at = match (idle_since, self.spec.idle_timeout, work.running.is_empty()) {
+                (None, Some(timeout), true) => Some(last_activity + timeout),
                 _ => None,
             };
             let resume_at = idle_since.and_then(|since| self.resume_at(since));
+            let busy = !work.running.is_empty();
             let event = tokio::select! {
                 biased;
                 cmd = self.commands.recv() => Event::Command(cmd),
+                done = work.running.next(), if busy => Event::TaskDone(done),
                 d = next_message(&mut self.inbox) => Event::Message(d.map(Box::new)),
-                w = next_task(&mut feed) => Event::Task(w),
+                w = next_task(&mut work.feed) => Event::Task(w),
                 _ = next_tick(&mut ticker) => Event::Tick,
                 _ = sleep_until(idle_at.unwrap_or_else(far_future)), if idle_at.is_some() => Event::Idle,
                 _ = sleep_until(resume_at.unwrap_or_else(far_future)), if resume_at.is_some() => Event::Resume,
@@ -259,32 +301,48 @@ impl Runner {
                     if let Some(inbox) = self.inbox.as_mut() {
                         match &result {
                             Ok(()) => inbox.ack(&delivery).await,
-                            Err(Exit::Crash(why)) => inbox.nack(&delivery, why).await,
-                            Err(_) => inbox.nack(&delivery, "agent stopped").await,
+                            Err(why) => inbox.nack(&delivery, why).await,
                         }
                     }
-                    if let Err(exit) = result {
-                        return exit;
+                    if let Err(why) = result {
+                        return Exit::Crash(why);
                     }
                     update(&self.life.status, |s| s.handled += 1);
                     active = true;
                 }
-                Event::Task(None) => feed = None,
-                Event::Task(Some(work)) => {
-                    let lease = work.lease.clone();
-                    let result = call(stall, "on_task", agent.on_task(ctx, work)).await;
-                    if let Some(feed) = &feed {
+                Event::Task(None) => work.feed = None,
+                Event::Task(Some(claimed)) => {
+                    let Some(feed) = &work.feed else { continue };
+                    if let Some(worker) = &work.worker {
+                        let tasks = feed.tasks.clone();
+                        work.running.spawn(worker, claimed, tasks, stall);
+                        active = true;
+                    } else {
+                        let Claimed { work: task, permit } = claimed;
+                        let lease = task.lease.clone();
+                        let result = call(stall, "on_task", agent.on_task(ctx, task)).await;
                         settle_task(&feed.tasks, &lease, &result).await;
+                        drop(permit);
+                        if let Err(why) = result {
+                            return Exit::Crash(why);
+                        }
+                        update(&self.life.status, |s| s.handled += 1);
+                        active = true;
                     }
-                    if let Err(exit) = result {
-                        return exit;
+                }
+                Event::TaskDone(done) => {
+                    if let Some(why) = done.failure {
+                        return Exit::Crash(why);
                     }
                     update(&self.life.status, |s| s.handled += 1);
                     active = true;
+                    if let Some(why) = done.stop {
+                        ctx.stop(why);
+                    }
                 }
                 Event::Tick => {
-                    if let Err(exit) = call(stall, "on_tick", agent.on_tick(ctx)).await {
-                        return exit;
+                    if let Err(why) = call(stall, "on_tick", agent.on_tick(ctx)).await {
+                        return Exit::Crash(why);
                     }
                 }
                 Event::Idle => {
@@ -292,8 +350,8 @@ impl Runner {
                     let quiet = self.spec.idle_timeout.unwrap_or_default();
                     let reason = format!("no activity for {}", format_duration(quiet));
                     self.life.go(AgentState::Idle, reason).await;
-                    if let Err(exit) = call(stall, "on_idle", agent.on_idle(ctx)).await {
-                        return exit;
+                    if let Err(why) = call(stall, "on_idle", agent.on_idle(ctx)).await {
+                        return Exit::Crash(why);
                     }
                 }
                 Event::Resume => return self.resume(idle_since),
@@ -354,77 +412,11 @@ impl Runner {
     }
 }
 
-/// Runs one handler under the stall timeout. A stall drops the handler's future, which
-/// interrupts it at its next suspension; a Lua agent also arms its instruction hook with
-/// the same deadline so a loop that never suspends is stopped too.
-async fn call<T>(
-    stall: Option<Duration>,
-    what: &str,
-    handler: impl Future<Output = Result<T, AgentError>>,
-) -> Result<T, Exit> {
-    let result = match stall {
-        Some(limit) => match tokio::time::timeout(limit, handler).await {
-            Ok(result) => result,
-            Err(_) => {
-                return Err(Exit::Crash(format!(
-                    "stalled: {what} ran past stall_timeout ({})",
-                    format_duration(limit)
-                )))
-            }
-        },
-        None => handler.await,
-    };
-    result.map_err(|e| match e.0.starts_with("stalled:") {
-        // The agent noticed the stall itself (a Lua loop stopped by its hook).
-        true => Exit::Crash(e.0),
-        false => Exit::Crash(format!("{what} failed: {e}")),
-    })
-}
-
-async fn next_message(inbox: &mut Option<Box<dyn Inbox>>) -> Result<Delivery, String> {
-    match inbox {
-        Some(inbox) => inbox.next().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn next_task(feed: &mut Option<TaskFeed>) -> Option<TaskWork> {
-    match feed {
-        Some(feed) => feed.rx.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Completes or fails a task from its handler's outcome. A refusal (the lease lapsed
-/// while the handler ran) is logged: the task service already moved the task on.
-async fn settle_task(
-    tasks: &crate::tasks::Tasks,
-    lease: &crate::tasks::Lease,
-    result: &Result<serde_json::Value, Exit>,
-) {
-    let outcome = match result {
-        Ok(value) => {
-            let value = (!value.is_null()).then(|| value.clone());
-            tasks.complete(lease, value).await
-        }
-        Err(Exit::Crash(why)) => tasks.fail(lease, why, true).await.map(|_| ()),
-        Err(_) => tasks.fail(lease, "agent stopped", true).await.map(|_| ()),
-    };
-    if let Err(e) = outcome {
-        tracing::warn!(task = lease.id, error = %e, "cannot settle task");
-    }
-}
-
-async fn next_tick(ticker: &mut Option<Interval>) {
-    match ticker {
-        Some(t) => {
-            t.tick().await;
-        }
-        None => std::future::pending().await,
-    }
-}
-
-/// A deadline that never comes (for `select!` branches that are disabled anyway).
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(86400 * 365 * 30)
+/// What one instance does with tasks, when it declared a category.
+#[derive(Default)]
+struct Work {
+    feed: Option<TaskFeed>,
+    /// Set when tasks run side by side (`tasks.concurrency` > 1 and the agent offers one).
+    worker: Option<TaskWorker>,
+    running: InFlight,
 }

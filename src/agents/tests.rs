@@ -193,6 +193,10 @@ impl Inbox for TestInbox {
             .push(format!("nack:{}:{error}", d.message.id));
         Box::pin(async {})
     }
+    fn release(&mut self) -> LocalBoxFuture<'_, ()> {
+        self.settled.borrow_mut().push("release".into());
+        Box::pin(async {})
+    }
 }
 
 struct Harness {
@@ -448,7 +452,7 @@ async fn transient_stays_down_after_a_normal_exit_but_restarts_after_a_crash() {
             ]
         );
         assert!(h.probe.log().contains(&"stop:done".to_string()));
-        assert_eq!(h.settled.borrow().as_slice(), ["ack:1"]);
+        assert_eq!(h.settled.borrow().as_slice(), ["ack:1", "release"]);
     })
     .await;
 }
@@ -472,7 +476,7 @@ async fn temporary_is_not_restarted_and_a_failed_message_goes_back_to_the_queue(
         assert_eq!(h.state(), AgentState::Stopped);
         assert_eq!(
             h.settled.borrow().as_slice(),
-            ["nack:1:on_message failed: bad message"]
+            ["nack:1:on_message failed: bad message", "release"]
         );
         let status = h.sup.status("a").expect("status");
         assert!(
@@ -560,7 +564,10 @@ async fn a_stalled_handler_is_interrupted_and_the_agent_restarted() {
         assert_eq!(h.state(), AgentState::Backoff);
         assert_eq!(
             h.settled.borrow().as_slice(),
-            ["nack:1:stalled: on_message ran past stall_timeout (30s)"]
+            [
+                "nack:1:stalled: on_message ran past stall_timeout (30s)",
+                "release"
+            ]
         );
         advance(Duration::from_secs(10)).await;
         assert_eq!(h.state(), AgentState::Running);
@@ -637,6 +644,35 @@ async fn stop_during_backoff_and_restart_by_operator() {
             );
             assert!(from.can_go(to), "illegal step {from} -> {to}");
         }
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stopping_agent_releases_what_it_fetched_ahead_before_on_stop() {
+    local(async {
+        let h = Harness::new(quiet(), Behaviour::default());
+        h.sup.start("a", "test").expect("start");
+        settle().await;
+        h.send("x");
+        settle().await;
+        assert_eq!(h.settled.borrow().as_slice(), ["ack:1"]);
+        h.sup.stop("a", "operator stop").await.expect("stop");
+        assert_eq!(h.settled.borrow().as_slice(), ["ack:1", "release"]);
+        assert_eq!(
+            h.probe.log().last().map(String::as_str),
+            Some("stop:operator stop")
+        );
+        // Every instance releases when it ends, a restart included.
+        h.sup.start("a", "again").expect("start");
+        settle().await;
+        h.sup.restart("a", "operator restart").expect("restart");
+        settle().await;
+        h.sup.shutdown("daemon stopping").await;
+        assert_eq!(
+            h.settled.borrow().as_slice(),
+            ["ack:1", "release", "release", "release"]
+        );
     })
     .await;
 }

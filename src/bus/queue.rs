@@ -276,6 +276,35 @@ impl Bus {
         Ok(status)
     }
 
+    /// Returns what this process prefetched for `channel` and has not handed out to the
+    /// queue at once, without counting an attempt: a consumer that stops (an agent going
+    /// down, the daemon exiting) must not leave messages invisible until their visibility
+    /// deadline. A claim in progress is waited for, so what it brings is released too.
+    /// Returns how many were released.
+    pub async fn release_prefetched(&self, channel: &str) -> Result<usize, BusError> {
+        let state = match self.inner.channels.lock() {
+            Ok(channels) => channels.get(channel).cloned(),
+            Err(_) => None,
+        };
+        let Some(state) = state else { return Ok(0) };
+        let _claiming = state.claimer.lock().await;
+        let drained: Vec<Delivery> = match state.buffer.lock() {
+            Ok(mut buffer) => buffer.drain(..).collect(),
+            Err(_) => Vec::new(),
+        };
+        if drained.is_empty() {
+            return Ok(0);
+        }
+        let refs: Vec<DeliveryRef> = drained.iter().map(Delivery::reference).collect();
+        let outcomes = self.inner.store.release(refs, self.now()).await?;
+        let released = outcomes
+            .iter()
+            .filter(|o| matches!(o, SettleOutcome::Applied(MessageStatus::Queued)))
+            .count();
+        state.wake();
+        Ok(released)
+    }
+
     /// Gives the consumer `more` time from now; returns the new deadline.
     pub async fn extend(&self, delivery: &Delivery, more: Duration) -> Result<Millis, BusError> {
         let deadline = self.now().saturating_add(millis(more));

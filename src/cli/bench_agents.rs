@@ -45,6 +45,7 @@ pub fn run(config: Arc<Config>, args: AgentBenchArgs) -> anyhow::Result<ExitCode
     if args.agents == 0 {
         anyhow::bail!("--agents must be at least 1");
     }
+    crate::runtime::prefer_small_pages();
     let scratch =
         Scratch(std::env::temp_dir().join(format!("dreamos-bench-agents-{}", std::process::id())));
     std::fs::create_dir_all(&scratch.0)?;
@@ -99,11 +100,14 @@ async fn bench(config: Arc<Config>, args: AgentBenchArgs, db: PathBuf) -> anyhow
         supervisor.start(&name, "bench")?;
     }
     loop {
-        let list = supervisor.list();
-        if let Some(bad) = list.iter().find(|s| s.state == AgentState::Failed) {
-            anyhow::bail!("agent {} failed: {}", bad.name, bad.reason);
+        let states = supervisor.states();
+        if states.contains(&AgentState::Failed) {
+            let list = supervisor.list();
+            if let Some(bad) = list.iter().find(|s| s.state == AgentState::Failed) {
+                anyhow::bail!("agent {} failed: {}", bad.name, bad.reason);
+            }
         }
-        if list.iter().all(|s| s.state == AgentState::Running) {
+        if states.iter().all(|s| *s == AgentState::Running) {
             break;
         }
         // Polling reads every status; rarely enough that it does not slow the start-up.

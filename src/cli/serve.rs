@@ -30,6 +30,7 @@ pub fn serve(config: Arc<Config>) -> anyhow::Result<ExitCode> {
     let _log = super::init_logging(&config)?;
     let data_dir = config.resolve(&config.runtime.data_dir);
     let _lock = DaemonLock::acquire(&data_dir)?;
+    crate::runtime::prefer_small_pages();
     crate::runtime::block_on(run(config, &data_dir))?
 }
 
@@ -235,7 +236,10 @@ async fn supervision(
         }
     };
     let mut spec = entry.supervision(&def.overrides);
-    spec.task_category = def.tasks.map(|(category, _)| category);
+    if let Some((category, concurrency)) = def.tasks {
+        spec.task_category = Some(category);
+        spec.task_concurrency = concurrency;
+    }
     agent.stall = spec.stall_timeout;
     (spec, agent)
 }

@@ -19,6 +19,8 @@
 mod recv;
 mod subscribe;
 
+pub use recv::settle_thread;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;

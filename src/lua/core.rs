@@ -99,6 +99,15 @@ fn spawn(lua: &Lua, (func, args): (Value, MultiValue)) -> mlua::Result<TaskHandl
     let handle = tokio::task::spawn_local(async move {
         let _running = running;
         let out = Metered::new(meter, fut).await;
+        if let Some(lua) = weak.try_upgrade() {
+            let failure = out
+                .as_ref()
+                .err()
+                .map(|e| crate::runtime::driver::error_message(&lua, e));
+            let settled = super::bus::settle_thread(&lua, &thread, failure.as_deref());
+            drop(lua);
+            settled.await;
+        }
         out.map_err(|e| {
             let message = match weak.try_upgrade() {
                 Some(lua) => crate::runtime::driver::lua_error(&lua, e, Some(&thread)).to_string(),

@@ -206,9 +206,14 @@ impl Runner for LuaRunner {
                 .clone()
                 .into_async::<()>(ctx)
                 .map_err(|e| e.to_string())?;
-            let result = Metered::new(meter, fut)
-                .await
-                .map_err(|e| lua_error(&lua, e, Some(&thread)).to_string());
+            let result = Metered::new(meter, fut).await;
+            // A handler that took messages with bus.recv settles the last one as it ends.
+            let failure = result
+                .as_ref()
+                .err()
+                .map(|e| crate::runtime::driver::error_message(&lua, e));
+            super::bus::settle_thread(&lua, &thread, failure.as_deref()).await;
+            let result = result.map_err(|e| lua_error(&lua, e, Some(&thread)).to_string());
             if one_shot {
                 let mut handlers = handlers.borrow_mut();
                 if handlers.remove(&name).is_some() && handlers.is_empty() {

@@ -46,12 +46,33 @@ pub const MODULES: &[(&str, Builder)] = &[
     ("dreamos.time", time::module),
 ];
 
-/// Registers every module in `package.preload`.
+/// Registers every module in `package.preload`: built-in Rust modules ([`MODULES`]) first,
+/// then the Lua-written stdlib (`runtime::loader::EMBEDDED`). The entries are made when
+/// `require` (or a script) first looks one up — a metatable on `preload` — since a state is
+/// paid for by every agent of a swarm and most use two or three modules.
 pub fn register(lua: &Lua) -> mlua::Result<()> {
     let preload: Table = lua.globals().get::<Table>("package")?.get("preload")?;
-    for (name, build) in MODULES {
-        let build = *build;
-        preload.set(*name, lua.create_function(move |lua, ()| build(lua))?)?;
-    }
-    Ok(())
+    let lazy = lua.create_table()?;
+    lazy.set(
+        "__index",
+        lua.create_function(|lua, (preload, name): (Table, mlua::Value)| {
+            let mlua::Value::String(text) = &name else {
+                return Ok(mlua::Value::Nil);
+            };
+            let text = text.to_string_lossy();
+            let loader = match MODULES.iter().find(|(n, _)| *n == text) {
+                Some((_, build)) => {
+                    let build = *build;
+                    lua.create_function(move |lua, ()| build(lua))?
+                }
+                None => match crate::runtime::loader::embedded_loader(lua, &text)? {
+                    Some(loader) => loader,
+                    None => return Ok(mlua::Value::Nil),
+                },
+            };
+            preload.raw_set(name, loader.clone())?;
+            Ok(mlua::Value::Function(loader))
+        })?,
+    )?;
+    preload.set_metatable(Some(lazy))
 }

@@ -193,9 +193,12 @@ pub async fn run_function(
             .clone()
             .into_async::<MultiValue>(MultiValue::from_iter(args))
             .map_err(|e| lua_error(lua, e, None))?;
-        let out = Metered::new(meter.clone(), fut)
-            .await
-            .map_err(|e| lua_error(lua, e, Some(&thread)))?;
+        let out = Metered::new(meter.clone(), fut).await;
+        // The last message of a recv loop in the main chunk is settled now, not left to
+        // come back after its visibility timeout.
+        let failure = out.as_ref().err().map(|e| error_message(lua, e));
+        crate::lua::bus::settle_thread(lua, &thread, failure.as_deref()).await;
+        let out = out.map_err(|e| lua_error(lua, e, Some(&thread)))?;
         spawned.wait_idle().await;
         Ok(out)
     };

@@ -16,8 +16,8 @@ use crate::config::Config;
 
 /// The Lua-written modules, by module name.
 pub const EMBEDDED: &[(&str, &str)] = &[
-    // The agent SDK. Its preload entry is replaced by the Rust `dreamos.agent`
-    // (src/lua/agent.rs), which runs this chunk with its native functions.
+    // The agent SDK. The Rust `dreamos.agent` (src/lua/agent.rs) comes first in
+    // `package.preload` and runs this chunk with its native functions.
     (
         "dreamos.agent",
         include_str!("../../stdlib/dreamos/agent.lua"),
@@ -36,23 +36,21 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ),
 ];
 
+/// The `package.preload` loader of an embedded Lua module, if `name` is one (made on
+/// demand by `crate::lua::register`).
+pub fn embedded_loader(lua: &Lua, name: &str) -> mlua::Result<Option<Function>> {
+    let Some((name, source)) = EMBEDDED.iter().find(|(n, _)| *n == name).copied() else {
+        return Ok(None);
+    };
+    let loader = lua.create_function(move |lua, ()| {
+        let (text, chunk_name) = embedded_source(name, source);
+        load_compiled(lua, text.as_bytes(), &chunk_name)?.call::<Value>(())
+    })?;
+    Ok(Some(loader))
+}
+
 pub fn install(lua: &Lua, config: &Config) -> mlua::Result<()> {
     let package: Table = lua.globals().get("package")?;
-    let preload: Table = package.get("preload")?;
-    for (name, source) in EMBEDDED {
-        let name = *name;
-        let source = *source;
-        preload.set(
-            name,
-            lua.create_function(move |lua, ()| {
-                let (text, chunk_name) = embedded_source(name, source);
-                lua.load(text.as_ref())
-                    .set_name(chunk_name)
-                    .set_mode(ChunkMode::Text)
-                    .call::<Value>(())
-            })?,
-        )?;
-    }
     let roots: Vec<PathBuf> = config
         .runtime
         .script_paths
@@ -98,6 +96,45 @@ pub fn install(lua: &Lua, config: &Config) -> mlua::Result<()> {
     fresh.set(2, file_searcher)?;
     package.set("searchers", fresh)?;
     Ok(())
+}
+
+/// Compiles `text` named `chunk_name` into a function of `lua`, reusing the bytecode of
+/// the last compilation of the same text in this process.
+///
+/// Every agent state runs the same prelude, SDK and (often) script: parsing them once and
+/// loading the dumped chunk afterwards makes a state's start-up several times cheaper. The
+/// bytecode is our own, dumped by this process from text it compiled — the sandbox's rule
+/// that scripts may load text only is about code a script hands to `load`.
+pub fn load_compiled(lua: &Lua, text: &[u8], chunk_name: &str) -> mlua::Result<Function> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    type Cache = Mutex<HashMap<String, (Arc<[u8]>, Arc<[u8]>)>>;
+    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let cached = cache.lock().ok().and_then(|c| {
+        c.get(chunk_name)
+            .filter(|(source, _)| **source == *text)
+            .map(|(_, bytecode)| bytecode.clone())
+    });
+    if let Some(bytecode) = cached {
+        return lua
+            .load(&bytecode[..])
+            .set_name(chunk_name)
+            .set_mode(ChunkMode::Binary)
+            .into_function();
+    }
+    let func = lua
+        .load(text)
+        .set_name(chunk_name)
+        .set_mode(ChunkMode::Text)
+        .into_function()?;
+    if let Ok(mut c) = cache.lock() {
+        c.insert(
+            chunk_name.to_string(),
+            (Arc::from(text), Arc::from(func.dump(false))),
+        );
+    }
+    Ok(func)
 }
 
 /// Loads a Lua file in text mode, named `@path` so messages read `path:line:`.

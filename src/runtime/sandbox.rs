@@ -10,7 +10,7 @@
 
 use std::rc::Rc;
 
-use mlua::{Function, HookTriggers, Lua, Table, Value, VmState};
+use mlua::{Function, HookTriggers, Lua, StdLib, Table, Value, VmState};
 
 use super::Meter;
 
@@ -55,7 +55,23 @@ pub fn trim(lua: &Lua) -> mlua::Result<()> {
     slim_debug.set("traceback", traceback)?;
     g.set("debug", slim_debug)?;
 
-    let os: Table = g.get("os")?;
+    // Absent when loaded lazily (see `install_lazy_libs`), which trims them then.
+    if let Value::Table(os) = g.raw_get("os")? {
+        trim_os(lua, &os)?;
+    }
+    if let Value::Table(io) = g.raw_get("io")? {
+        trim_io(&io)?;
+    }
+    for name in ["dofile", "loadfile"] {
+        g.set(name, Value::Nil)?;
+    }
+    let package: Table = g.get("package")?;
+    package.set("loadlib", Value::Nil)?;
+    package.set("cpath", "")?;
+    Ok(())
+}
+
+fn trim_os(lua: &Lua, os: &Table) -> mlua::Result<()> {
     for name in [
         "execute",
         "remove",
@@ -82,29 +98,62 @@ pub fn trim(lua: &Lua) -> mlua::Result<()> {
             };
             Err(mlua::Error::external(ExitRequest(code)))
         })?,
-    )?;
+    )
+}
 
-    let io: Table = g.get("io")?;
+fn trim_io(io: &Table) -> mlua::Result<()> {
     for name in [
         "open", "popen", "lines", "input", "output", "tmpfile", "close",
     ] {
         io.set(name, Value::Nil)?;
     }
-    for name in ["dofile", "loadfile"] {
-        g.set(name, Value::Nil)?;
-    }
-    let package: Table = g.get("package")?;
-    package.set("loadlib", Value::Nil)?;
-    package.set("cpath", "")?;
     Ok(())
+}
+
+/// Standard libraries an agent state opens on first use instead of at start-up.
+pub fn lazy_libs() -> StdLib {
+    StdLib::IO | StdLib::OS | StdLib::UTF8 | StdLib::MATH
+}
+
+/// Opens `math`, `utf8`, `os` and `io` when a script first names them (a metatable on the
+/// globals), trimmed as at start-up. An agent state is paid for ten thousand times in a
+/// big swarm, and most agents never touch these; they cost about 6 KiB a state.
+pub fn install_lazy_libs(lua: &Lua) -> mlua::Result<()> {
+    let mt = lua.create_table()?;
+    mt.set(
+        "__index",
+        lua.create_function(|lua, (globals, key): (Table, Value)| {
+            let Value::String(name) = &key else {
+                return Ok(Value::Nil);
+            };
+            let name = name.to_string_lossy();
+            let lib = match name.as_str() {
+                "math" => StdLib::MATH,
+                "utf8" => StdLib::UTF8,
+                "os" => StdLib::OS,
+                "io" => StdLib::IO,
+                _ => return Ok(Value::Nil),
+            };
+            lua.load_std_libs(lib)?;
+            let Value::Table(t) = globals.raw_get::<Value>(key.clone())? else {
+                return Ok(Value::Nil);
+            };
+            match name.as_str() {
+                "os" => trim_os(lua, &t)?,
+                "io" => trim_io(&t)?,
+                _ => {}
+            }
+            Ok(Value::Table(t))
+        })?,
+    )?;
+    lua.globals().set_metatable(Some(mt))
 }
 
 pub fn install_prelude(lua: &Lua) -> mlua::Result<()> {
     let g = lua.globals();
     let co: Table = g.get("coroutine")?;
     let load: Function = g.get("load")?;
-    lua.load(include_str!("prelude.lua"))
-        .set_name("=dreamos.prelude")
+    super::loader::load_compiled(lua, include_bytes!("prelude.lua"), "=dreamos.prelude")?
         .call::<()>((
             Value::LightUserData(Lua::poll_pending()),
             co.get::<Function>("resume")?,

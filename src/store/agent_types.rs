@@ -40,6 +40,21 @@ pub trait AgentStore: Send + Sync + 'static {
         agent: String,
     ) -> BoxFuture<'_, Result<Option<serde_json::Value>, StoreError>>;
 
+    /// `self.state` of several agents in one read (one answer per name, same order): agents
+    /// starting together load their state this way instead of one read each.
+    fn load_agent_states(
+        &self,
+        agents: Vec<String>,
+    ) -> BoxFuture<'_, Result<Vec<Option<serde_json::Value>>, StoreError>> {
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(agents.len());
+            for agent in agents {
+                out.push(self.load_agent_state(agent).await?);
+            }
+            Ok(out)
+        })
+    }
+
     /// Replaces the agent's persisted `self.state`.
     fn save_agent_state(
         &self,

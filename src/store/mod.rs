@@ -188,6 +188,15 @@ pub trait BusStore: Send + Sync + 'static {
         now: Millis,
     ) -> BoxFuture<'_, Result<SettleOutcome, StoreError>>;
 
+    /// Undoes the claim of deliveries nobody started on (prefetched by a consumer that is
+    /// stopping): each current one is `queued` again, visible at `now`, and its attempt is
+    /// not counted. One result per input, same order.
+    fn release(
+        &self,
+        deliveries: Vec<DeliveryRef>,
+        now: Millis,
+    ) -> BoxFuture<'_, Result<Vec<SettleOutcome>, StoreError>>;
+
     /// Moves the visibility deadline of a current delivery (a consumer that needs longer).
     fn extend(
         &self,

@@ -14,7 +14,7 @@ local agent = {}
 
 ---@class dreamos.AgentTasks
 ---@field category string   ready tasks of this category are claimed (under a lease) for on_task
----@field concurrency? integer  accepted; tasks are handled one at a time per agent for now
+---@field concurrency? integer  default 1; tasks handled at once, each in its own coroutine of the agent's state (so they share its upvalues and self)
 
 ---@class dreamos.AgentDefinition
 ---@field name? string            default: the name in [[agents]]

@@ -107,10 +107,13 @@ function Message:extend(duration) end
 --- Settle each message with msg:ack() or msg:nack(). A message left unsettled is acked when
 --- the same coroutine calls recv on the same channel again, so a loop
 --- `while true do local msg = bus.recv(c) ... end` acks each message by asking for the next
---- one (that ack is pipelined: it commits with the next batch). If the code fails before
---- that, or the script ends, the message is delivered again after bus.visibility_timeout.
+--- one (that ack is pipelined: it commits with the next batch). The last message is
+--- settled when the coroutine that received it ends (the script's main chunk, a
+--- dreamos.spawn task, an agent's handler): acked if it returned normally, nacked for a
+--- retry if it failed. A coroutine cancelled midway (a stalled handler) leaves it to be
+--- delivered again after bus.visibility_timeout.
 --- A consumer that keeps up gets messages claimed ahead in small batches; a slow one
---- claims one at a time.
+--- claims one at a time. An agent that stops hands back what was claimed ahead at once.
 ---@param channel string
 ---@param timeout? number|string
 ---@return dreamos.bus.Message|nil

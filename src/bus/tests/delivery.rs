@@ -247,3 +247,48 @@ async fn counts_what_was_sent_acked_and_failed_for_metrics() {
         (3, 1, 1, 0)
     );
 }
+
+/// A consumer that keeps up gets messages fetched ahead; when it stops, releasing them
+/// makes them visible at once, with no attempt counted, instead of after the visibility
+/// timeout (an hour here).
+#[tokio::test(start_paused = true)]
+async fn released_prefetch_is_visible_at_once_without_an_attempt() {
+    let (_dir, bus) = bus_with(BusConfig {
+        visibility_timeout: Duration::from_secs(3600),
+        ..BusConfig::default()
+    })
+    .await;
+    for i in 0..8 {
+        send(&bus, "agent:fast", payload(i)).await;
+    }
+    // Claims in quick succession (the paused clock does not move) double the prefetch:
+    // 1, 1, 2 — so after the third receive one message waits in memory.
+    for i in 0..3 {
+        let d = recv(&bus, "agent:fast").await;
+        assert_eq!(n(&d), i);
+        bus.ack(&d).await.expect("ack");
+    }
+    let released = bus.release_prefetched("agent:fast").await.expect("release");
+    assert!(released >= 1, "something was prefetched");
+    // Another consumer (here: the store directly, as another process would) sees every
+    // remaining message now, each on its first attempt.
+    let claimed = bus
+        .store()
+        .claim("agent:fast", 100, bus.now(), 1000)
+        .await
+        .expect("claim");
+    let got: Vec<(i64, u32)> = claimed
+        .messages
+        .iter()
+        .map(|c| {
+            let v: serde_json::Value = serde_json::from_str(&c.message.payload).expect("json");
+            (v["n"].as_i64().unwrap_or(-1), c.attempt)
+        })
+        .collect();
+    assert_eq!(got, (3..8).map(|i| (i, 1)).collect::<Vec<_>>());
+    assert_eq!(
+        bus.release_prefetched("agent:fast").await.expect("again"),
+        0,
+        "nothing left to release"
+    );
+}

@@ -33,12 +33,32 @@ impl AgentSelf {
     }
 }
 
-/// The methods of `self`.
+/// The methods of `self`: a table that builds each method the first time it is looked up,
+/// since most agents use one or two of them and every agent state would pay for all.
 pub fn methods(lua: &Lua) -> mlua::Result<Table> {
     let m = lua.create_table()?;
-    m.set(
-        "send",
-        lua.create_async_function(
+    let lazy = lua.create_table()?;
+    lazy.set(
+        "__index",
+        lua.create_function(|lua, (m, key): (Table, Value)| {
+            let Value::String(name) = &key else {
+                return Ok(Value::Nil);
+            };
+            let Some(f) = method(lua, &name.to_string_lossy())? else {
+                return Ok(Value::Nil);
+            };
+            m.raw_set(key, f.clone())?;
+            Ok(Value::Function(f))
+        })?,
+    )?;
+    m.set_metatable(Some(lazy))?;
+    Ok(m)
+}
+
+/// One method of `self` by name, or `None`.
+fn method(lua: &Lua, name: &str) -> mlua::Result<Option<mlua::Function>> {
+    let f = match name {
+        "send" => lua.create_async_function(
             |lua, (_this, to, payload): (Value, Value, Value)| async move {
                 let to = required_str(&lua, "self:send", "to", &to)?;
                 let payload = to_json(&lua, "self:send", payload)?;
@@ -52,25 +72,21 @@ pub fn methods(lua: &Lua) -> mlua::Result<Table> {
                 }
             },
         )?,
-    )?;
-    m.set(
-        "publish",
-        lua.create_function(|lua, (_this, topic, payload): (Value, Value, Value)| {
-            let topic = required_str(lua, "self:publish", "topic", &topic)?;
-            let payload = to_json(lua, "self:publish", payload)?;
-            let (from, bus) = bus_of(lua)?;
-            let Some(bus) = bus else {
-                return fail(lua, "unavailable", "this agent runs without a bus");
-            };
-            match bus.publish(&from, &topic, payload) {
-                Ok(n) => Ok(MultiValue::from_iter([Value::Integer(n as i64)])),
-                Err(e) => fail(lua, "bus", e.to_string()),
-            }
-        })?,
-    )?;
-    m.set(
-        "reply",
-        lua.create_async_function(
+        "publish" => {
+            lua.create_function(|lua, (_this, topic, payload): (Value, Value, Value)| {
+                let topic = required_str(lua, "self:publish", "topic", &topic)?;
+                let payload = to_json(lua, "self:publish", payload)?;
+                let (from, bus) = bus_of(lua)?;
+                let Some(bus) = bus else {
+                    return fail(lua, "unavailable", "this agent runs without a bus");
+                };
+                match bus.publish(&from, &topic, payload) {
+                    Ok(n) => Ok(MultiValue::from_iter([Value::Integer(n as i64)])),
+                    Err(e) => fail(lua, "bus", e.to_string()),
+                }
+            })?
+        }
+        "reply" => lua.create_async_function(
             |lua, (_this, msg, payload): (Value, Value, Value)| async move {
                 let Value::Table(msg) = msg else {
                     return Err(misuse(
@@ -90,10 +106,7 @@ pub fn methods(lua: &Lua) -> mlua::Result<Table> {
                 }
             },
         )?,
-    )?;
-    m.set(
-        "log",
-        lua.create_function(|lua, (_this, text): (Value, Value)| {
+        "log" => lua.create_function(|lua, (_this, text): (Value, Value)| {
             let text = match text {
                 Value::String(s) => s.to_string_lossy(),
                 other => other.to_string()?,
@@ -107,46 +120,43 @@ pub fn methods(lua: &Lua) -> mlua::Result<Table> {
             }
             Ok(())
         })?,
-    )?;
-    m.set(
-        "stop",
-        lua.create_function(|lua, (_this, reason): (Value, Option<String>)| {
+        "stop" => lua.create_function(|lua, (_this, reason): (Value, Option<String>)| {
             let me = lua
                 .app_data_ref::<AgentSelf>()
                 .ok_or_else(|| misuse(lua, "self:stop: not an agent state"))?;
             *me.stop.borrow_mut() = Some(reason.unwrap_or_else(|| "stopped itself".into()));
             Ok(())
         })?,
-    )?;
-    m.set(
-        "claim_task",
-        lua.create_async_function(|lua, (_this, opts): (Value, Option<Table>)| async move {
-            // `tasks.claim` with this agent's name: the claimed task has complete, fail,
-            // progress and heartbeat methods, as in dreamos.tasks.
-            let name = lua
-                .app_data_ref::<AgentSelf>()
-                .map(|me| me.name.clone())
-                .ok_or_else(|| misuse(&lua, "self:claim_task: not an agent state"))?;
-            let opts = match opts {
-                Some(t) => t,
-                None => lua.create_table()?,
-            };
-            if opts.contains_key("agent")? {
-                return Err(misuse(
-                    &lua,
-                    "self:claim_task: agent is set for you (the agent's name); leave it out",
-                ));
-            }
-            opts.set("agent", name)?;
-            let tasks: Table = lua
-                .globals()
-                .get::<mlua::Function>("require")?
-                .call("dreamos.tasks")?;
-            let claim: mlua::Function = tasks.get("claim")?;
-            claim.call_async::<MultiValue>(opts).await
-        })?,
-    )?;
-    Ok(m)
+        "claim_task" => {
+            lua.create_async_function(|lua, (_this, opts): (Value, Option<Table>)| async move {
+                // `tasks.claim` with this agent's name: the claimed task has complete, fail,
+                // progress and heartbeat methods, as in dreamos.tasks.
+                let name = lua
+                    .app_data_ref::<AgentSelf>()
+                    .map(|me| me.name.clone())
+                    .ok_or_else(|| misuse(&lua, "self:claim_task: not an agent state"))?;
+                let opts = match opts {
+                    Some(t) => t,
+                    None => lua.create_table()?,
+                };
+                if opts.contains_key("agent")? {
+                    return Err(misuse(
+                        &lua,
+                        "self:claim_task: agent is set for you (the agent's name); leave it out",
+                    ));
+                }
+                opts.set("agent", name)?;
+                let tasks: Table = lua
+                    .globals()
+                    .get::<mlua::Function>("require")?
+                    .call("dreamos.tasks")?;
+                let claim: mlua::Function = tasks.get("claim")?;
+                claim.call_async::<MultiValue>(opts).await
+            })?
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(f))
 }
 
 fn bus_of(lua: &Lua) -> mlua::Result<(String, Option<Bus>)> {

@@ -7,24 +7,25 @@
 //! never share it. [`ScriptAgent::probe`] loads the script once to read its definition,
 //! which is also how `reload` checks a new version before it replaces the running one.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mlua::{Function, IntoLuaMulti, Lua, LuaSerdeExt, Table, Value};
+use mlua::{Function, Lua, LuaSerdeExt, Table, Value};
 
+pub use super::instance::LuaAgent;
+use super::instance::{run, Instance};
 use super::methods::{self, AgentSelf};
 use super::AgentControl;
-use crate::agents::{
-    Agent, AgentError, Context, Factory, Handled, Overrides, Supervisor, TaskWork,
-};
-use crate::bus::{Bus, Message};
+use crate::agents::{Agent, AgentError, Factory, Overrides, Supervisor};
+use crate::bus::Bus;
 use crate::config::Config;
-use crate::runtime::driver::{error_message, Metered};
+use crate::runtime::driver::error_message;
 use crate::runtime::{host, loader, new_state, StateOptions};
-use crate::store::{AgentStore, SqliteStore};
+use crate::store::SqliteStore;
 
 /// Recent log lines of one agent (`self:log`), shared with the control API.
 #[derive(Clone, Default)]
@@ -102,7 +103,7 @@ impl ScriptAgent {
     /// Loads the script in a throw-away state and reads its definition.
     pub async fn probe(&self) -> Result<Definition, AgentError> {
         let agent = self.instantiate().await?;
-        read_definition(&agent.lua, &agent.def)
+        read_definition(&agent.0.lua, &agent.0.def)
     }
 
     /// Builds a factory that instantiates this agent afresh on every start.
@@ -127,6 +128,7 @@ impl ScriptAgent {
         // An agent lives as long as the daemon: no whole-run wall-clock timeout; stalls are
         // limited per handler instead.
         opts.timeout = Some(Duration::ZERO);
+        opts.lazy_libs = true;
         let lua =
             new_state(self.config.clone(), opts).map_err(|e| AgentError::new(e.to_string()))?;
         let setup = |e: mlua::Error| AgentError::new(format!("{script}: {e}"));
@@ -155,11 +157,8 @@ impl ScriptAgent {
             });
         }
         let chunk = match &self.source {
-            Some(text) => lua
-                .load(text.as_bytes())
-                .set_name(format!("@{script}"))
-                .set_mode(mlua::chunk::ChunkMode::Text)
-                .into_function(),
+            // Agents of one script share its compilation (see `load_compiled`).
+            Some(text) => loader::load_compiled(&lua, text.as_bytes(), &format!("@{script}")),
             None => loader::load_text_file(&lua, &self.script),
         }
         .map_err(|e| AgentError::new(error_message(&lua, &e)))?;
@@ -192,8 +191,7 @@ impl ScriptAgent {
             )));
         }
         let saved = match &self.store {
-            Some(store) => store
-                .load_agent_state(self.name.clone())
+            Some(store) => super::state_loads::load(store, &self.name)
                 .await
                 .map_err(|e| AgentError::new(format!("loading self.state: {e}")))?,
             None => None,
@@ -212,121 +210,16 @@ impl ScriptAgent {
         mt.set("__index", methods::methods(&lua).map_err(setup)?)
             .map_err(setup)?;
         this.set_metatable(Some(mt)).map_err(setup)?;
-        Ok(LuaAgent {
+        Ok(LuaAgent(Rc::new(Instance {
             lua,
             def,
             this,
             name: self.name.clone(),
             store: self.store.clone(),
-            saved: saved.map(|v| v.to_string()),
+            saved: RefCell::new(saved.map(|v| v.to_string())),
             stall: self.stall,
-        })
+        })))
     }
-}
-
-/// One live instance: its own Lua state, the definition table and `self`.
-pub struct LuaAgent {
-    lua: Lua,
-    def: Table,
-    this: Table,
-    name: String,
-    store: Option<Arc<SqliteStore>>,
-    /// `self.state` as last saved (JSON text), to skip writes when nothing changed.
-    saved: Option<String>,
-    stall: Option<Duration>,
-}
-
-impl LuaAgent {
-    /// Runs handler `name` (if the script defined it) with `self` and `args`, then saves
-    /// `self.state` if it changed and forwards `self:stop()`.
-    async fn handle(
-        &mut self,
-        ctx: &mut Context,
-        name: &str,
-        args: impl IntoLuaMulti,
-    ) -> Result<Value, AgentError> {
-        let handler = match self.def.get::<Value>(name) {
-            Ok(Value::Function(f)) => f,
-            _ => return Ok(Value::Nil),
-        };
-        let args = (self.this.clone(), args)
-            .into_lua_multi(&self.lua)
-            .map_err(|e| AgentError::new(format!("{name}: {e}")))?;
-        let out = run(&self.lua, handler, args, self.stall, name).await;
-        self.save_state().await;
-        if let Some(me) = self.lua.app_data_ref::<AgentSelf>() {
-            if let Some(reason) = me.stop.borrow_mut().take() {
-                ctx.stop(reason);
-            }
-        }
-        out
-    }
-
-    async fn save_state(&mut self) {
-        let Some(store) = &self.store else { return };
-        let state: serde_json::Value = match self.this.get::<Value>("state") {
-            Ok(v @ Value::Table(_)) => match self.lua.from_value(v) {
-                Ok(json) => json,
-                Err(e) => {
-                    tracing::warn!(agent = %self.name, error = %e, "self.state cannot be saved as JSON");
-                    return;
-                }
-            },
-            _ => return,
-        };
-        let text = state.to_string();
-        if self.saved.as_deref() == Some(text.as_str()) {
-            return;
-        }
-        let now = chrono::Utc::now().timestamp_millis();
-        match store.save_agent_state(self.name.clone(), state, now).await {
-            Ok(()) => self.saved = Some(text),
-            Err(e) => tracing::warn!(agent = %self.name, error = %e, "cannot save self.state"),
-        }
-    }
-}
-
-/// Runs `func` as a metered coroutine. With a stall limit, the instruction hook's deadline
-/// is armed too, so a loop that never suspends is interrupted as well.
-async fn run(
-    lua: &Lua,
-    func: Function,
-    args: impl IntoLuaMulti,
-    stall: Option<Duration>,
-    what: &str,
-) -> Result<Value, AgentError> {
-    let meter = host(lua)
-        .map_err(|e| AgentError::new(e.to_string()))?
-        .meter
-        .clone();
-    let deadline = stall.map(|s| std::time::Instant::now() + s);
-    meter.deadline.set(deadline);
-    let result = async {
-        let thread = lua.create_thread(func)?;
-        Metered::new(meter.clone(), thread.into_async::<Value>(args)?).await
-    }
-    .await;
-    meter.deadline.set(None);
-    result.map_err(|e| {
-        let stalled = deadline.is_some_and(|d| std::time::Instant::now() >= d);
-        match (stalled, stall) {
-            (true, Some(limit)) => AgentError::new(format!(
-                "stalled: {what} ran past stall_timeout ({})",
-                crate::units::format_duration(limit)
-            )),
-            _ => {
-                let message = error_message(lua, &e);
-                // The traceback goes to the log; the reason stays one readable line.
-                match message.split_once("\nstack traceback:") {
-                    Some((head, trace)) => {
-                        tracing::debug!(traceback = %trace, "agent handler error");
-                        AgentError::new(head)
-                    }
-                    None => AgentError::new(message),
-                }
-            }
-        }
-    })
 }
 
 fn read_definition(lua: &Lua, def: &Table) -> Result<Definition, AgentError> {
@@ -385,45 +278,4 @@ fn read_definition(lua: &Lua, def: &Table) -> Result<Definition, AgentError> {
         },
         tasks,
     })
-}
-
-impl Agent for LuaAgent {
-    fn on_start<'a>(&'a mut self, ctx: &'a mut Context) -> Handled<'a> {
-        Box::pin(async move { self.handle(ctx, "on_start", ()).await.map(|_| ()) })
-    }
-
-    fn on_message<'a>(&'a mut self, ctx: &'a mut Context, message: Message) -> Handled<'a> {
-        Box::pin(async move {
-            let msg = methods::to_table(&self.lua, &message)
-                .map_err(|e| AgentError::new(format!("on_message: {e}")))?;
-            self.handle(ctx, "on_message", msg).await.map(|_| ())
-        })
-    }
-
-    fn on_task<'a>(
-        &'a mut self,
-        ctx: &'a mut Context,
-        task: TaskWork,
-    ) -> Handled<'a, serde_json::Value> {
-        Box::pin(async move {
-            let value = methods::task_table(&self.lua, &task)
-                .map_err(|e| AgentError::new(format!("on_task: {e}")))?;
-            let out = self.handle(ctx, "on_task", value).await?;
-            self.lua
-                .from_value(out)
-                .map_err(|e| AgentError::new(format!("on_task: result is not JSON: {e}")))
-        })
-    }
-
-    fn on_tick<'a>(&'a mut self, ctx: &'a mut Context) -> Handled<'a> {
-        Box::pin(async move { self.handle(ctx, "on_tick", ()).await.map(|_| ()) })
-    }
-
-    fn on_idle<'a>(&'a mut self, ctx: &'a mut Context) -> Handled<'a> {
-        Box::pin(async move { self.handle(ctx, "on_idle", ()).await.map(|_| ()) })
-    }
-
-    fn on_stop<'a>(&'a mut self, ctx: &'a mut Context, reason: &'a str) -> Handled<'a> {
-        Box::pin(async move { self.handle(ctx, "on_stop", reason).await.map(|_| ()) })
-    }
 }

@@ -13,8 +13,11 @@
 //! same coroutine calls `recv` on the same channel again — the loop
 //! `while true do local m = bus.recv(c) ... end` acks each message by asking for the next,
 //! as an agent's handler acks by returning — and that ack is pipelined (committed with the
-//! next batch, not waited for). If the coroutine fails or the script ends first, the message
-//! is redelivered after `bus.visibility_timeout`, as for a consumer that died.
+//! next batch, not waited for). The last message of such a loop is settled when its
+//! coroutine ends ([`settle_thread`]: the script's main chunk, a `dreamos.spawn` task, an
+//! agent's handler): acked if it returned normally, nacked for a retry if it failed. A
+//! coroutine that is cancelled midway (a stalled handler) leaves it to be redelivered after
+//! `bus.visibility_timeout`, as for a consumer that died.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -174,6 +177,50 @@ fn settle_previous(lua: &Lua, thread: &Thread, channel: &str) -> mlua::Result<()
         ack_in_background(lua, held.bus.ack_queued(&held.delivery))?;
     }
     Ok(())
+}
+
+/// The coroutine `thread` ended (`failure` says why, if it failed): settles the last
+/// message it received on each channel and left unsettled — acked after a normal end (the
+/// loop handled it and finished), nacked for a retry after a failure. Resolves once that
+/// is committed; a state that never loaded `dreamos.bus` resolves at once.
+pub fn settle_thread(
+    lua: &Lua,
+    thread: &Thread,
+    failure: Option<&str>,
+) -> futures_util::future::LocalBoxFuture<'static, ()> {
+    let Ok(h) = holds(lua) else {
+        return Box::pin(async {});
+    };
+    let address = thread.to_pointer() as usize;
+    let mut keys = Vec::new();
+    {
+        let mut last = h.last.borrow_mut();
+        for by_thread in last.values_mut() {
+            if let Some(l) = by_thread.remove(&address) {
+                keys.push(l.key);
+            }
+        }
+        last.retain(|_, by_thread| !by_thread.is_empty());
+    }
+    let held: Vec<Held> = {
+        let mut held = h.held.borrow_mut();
+        keys.iter().filter_map(|k| held.remove(k)).collect()
+    };
+    if held.is_empty() {
+        return Box::pin(async {});
+    }
+    let failure = failure.map(|why| format!("the coroutine that received it failed: {why}"));
+    Box::pin(async move {
+        for Held { delivery, bus } in held {
+            let result = match &failure {
+                None => bus.ack_queued(&delivery).await,
+                Some(why) => bus.nack(&delivery, why, true).await.map(|_| ()),
+            };
+            if let Err(e) = result {
+                tracing::warn!(target: "dreamos::bus", message = delivery.message.id, "settling a message when its coroutine ended: {e}");
+            }
+        }
+    })
 }
 
 /// A queued ack's commit.

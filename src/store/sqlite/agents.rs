@@ -79,17 +79,14 @@ impl AgentStore for SqliteStore {
         &self,
         agent: String,
     ) -> BoxFuture<'_, Result<Option<serde_json::Value>, StoreError>> {
-        Box::pin(self.read(move |conn| {
-            let text: Option<String> = conn
-                .prepare_cached("SELECT state FROM agent_state WHERE agent = ?1")
-                .and_then(|mut s| s.query_row(params![agent], |r| r.get(0)).optional())
-                .map_err(StoreError::sql("agents: load state"))?;
-            text.map(|t| {
-                serde_json::from_str(&t)
-                    .map_err(|e| StoreError::corrupt("agents: load state", format!("{agent}: {e}")))
-            })
-            .transpose()
-        }))
+        Box::pin(self.read(move |conn| load_state(conn, &agent)))
+    }
+
+    fn load_agent_states(
+        &self,
+        agents: Vec<String>,
+    ) -> BoxFuture<'_, Result<Vec<Option<serde_json::Value>>, StoreError>> {
+        Box::pin(self.read(move |conn| agents.iter().map(|a| load_state(conn, a)).collect()))
     }
 
     fn save_agent_state(
@@ -111,6 +108,21 @@ impl AgentStore for SqliteStore {
             Ok(())
         }))
     }
+}
+
+fn load_state(
+    conn: &rusqlite::Connection,
+    agent: &str,
+) -> Result<Option<serde_json::Value>, StoreError> {
+    let text: Option<String> = conn
+        .prepare_cached("SELECT state FROM agent_state WHERE agent = ?1")
+        .and_then(|mut s| s.query_row(params![agent], |r| r.get(0)).optional())
+        .map_err(StoreError::sql("agents: load state"))?;
+    text.map(|t| {
+        serde_json::from_str(&t)
+            .map_err(|e| StoreError::corrupt("agents: load state", format!("{agent}: {e}")))
+    })
+    .transpose()
 }
 
 #[cfg(test)]
@@ -164,6 +176,14 @@ mod tests {
         assert_eq!(
             store.load_agent_state("nobody".into()).await.expect("load"),
             None
+        );
+        assert_eq!(
+            store
+                .load_agent_states(vec!["nobody".into(), "scout".into()])
+                .await
+                .expect("load several"),
+            vec![None, Some(json!({"seen": 3}))],
+            "one answer per name, in order"
         );
     }
 }

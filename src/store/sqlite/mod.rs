@@ -90,6 +90,11 @@ const MAX_BATCH: usize = 4096;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Idle read connections kept open.
 const MAX_IDLE_READERS: usize = 4;
+/// Reads running at once (as many as idle connections kept, so none is opened and closed
+/// again under load). More wait for a free slot instead of each opening a connection
+/// of its own: ten thousand agents starting together once opened thousands of connections
+/// (each with its schema and page cache) on as many blocking threads.
+const MAX_CONCURRENT_READS: usize = MAX_IDLE_READERS;
 
 /// Runs inside the writer's transaction (or learns that the transaction could not start)
 /// and returns what to do once the commit outcome is known.
@@ -106,6 +111,8 @@ pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
     /// Idle read-only connections, reused so a read does not pay an open.
     readers: Mutex<Vec<Connection>>,
+    /// Bounds concurrent reads (see [`MAX_CONCURRENT_READS`]).
+    read_slots: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -146,6 +153,7 @@ impl SqliteStore {
             path,
             jobs: jobs_tx,
             readers: Mutex::new(Vec::new()),
+            read_slots: tokio::sync::Semaphore::new(MAX_CONCURRENT_READS),
         })
     }
 
@@ -243,6 +251,8 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
         R: Send + 'static,
     {
+        // Never closed, so acquiring cannot fail; without a slot, read anyway.
+        let _slot = self.read_slots.acquire().await.ok();
         let conn = match self.readers.lock().ok().and_then(|mut idle| idle.pop()) {
             Some(conn) => conn,
             None => {

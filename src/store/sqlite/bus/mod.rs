@@ -177,6 +177,14 @@ impl BusStore for SqliteStore {
         Box::pin(self.write(move |txn| queue::nack(txn, delivery, &error, retry_at, now)))
     }
 
+    fn release(
+        &self,
+        deliveries: Vec<DeliveryRef>,
+        now: Millis,
+    ) -> BoxFuture<'_, Result<Vec<SettleOutcome>, StoreError>> {
+        Box::pin(self.write(move |txn| queue::release(txn, &deliveries, now)))
+    }
+
     fn extend(
         &self,
         delivery: DeliveryRef,

@@ -326,6 +326,38 @@ pub(super) fn nack(
     Ok(SettleOutcome::Applied(status))
 }
 
+/// Puts prefetched deliveries back as if they had never been claimed: `queued`, visible
+/// now, the attempt not counted (no handler saw them, so nothing failed). The row's
+/// `delivered_at` belongs to that undone attempt and goes too.
+pub(super) fn release(
+    txn: &Transaction<'_>,
+    deliveries: &[DeliveryRef],
+    now: Millis,
+) -> Result<Vec<SettleOutcome>, StoreError> {
+    let mut stmt = txn
+        .prepare_cached(
+            "UPDATE bus_messages SET status = 'queued', attempts = attempts - 1,
+                 visible_at = ?3, delivered_at = NULL
+             WHERE id = ?1 AND attempts = ?2 AND status = 'delivered'",
+        )
+        .map_err(StoreError::sql("bus: prepare release"))?;
+    let mut out = Vec::with_capacity(deliveries.len());
+    for d in deliveries {
+        let changed = stmt
+            .execute(params![d.id, d.attempt, now])
+            .map_err(StoreError::sql("bus: release"))?;
+        out.push(if changed == 1 {
+            SettleOutcome::Applied(MessageStatus::Queued)
+        } else {
+            match current_delivery(txn, *d)? {
+                Err(outcome) => outcome,
+                Ok(_) => SettleOutcome::Applied(MessageStatus::Delivered),
+            }
+        });
+    }
+    Ok(out)
+}
+
 pub(super) fn extend(
     txn: &Transaction<'_>,
     d: DeliveryRef,
