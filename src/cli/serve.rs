@@ -66,6 +66,7 @@ async fn run(config: Arc<Config>, data_dir: &Path) -> anyhow::Result<ExitCode> {
     )
     .await?;
     let (stop_schedules, schedules_stopped) = tokio::sync::oneshot::channel::<()>();
+    let scheduler_handle = scheduler.clone();
     let schedules = tokio::task::spawn_local(async move {
         scheduler
             .run(async {
@@ -101,6 +102,18 @@ async fn run(config: Arc<Config>, data_dir: &Path) -> anyhow::Result<ExitCode> {
         ),
     };
     let control = tokio::task::spawn_local(daemon.serve(requests_rx));
+    let discord = crate::clients::discord::start(
+        crate::clients::discord::Runtime {
+            config: config.clone(),
+            requests: requests.clone(),
+            bus: bus.clone(),
+            tasks: tasks.clone(),
+            scheduler: scheduler_handle,
+            started: std::time::Instant::now(),
+        },
+        store.clone(),
+    )
+    .await;
     let app = router(ApiState {
         requests,
         bus: bus.clone(),
@@ -132,6 +145,9 @@ async fn run(config: Arc<Config>, data_dir: &Path) -> anyhow::Result<ExitCode> {
     eprintln!("dreamos serve: {signal}, stopping agents");
     let _ = stop_schedules.send(());
     let _ = schedules.await;
+    if let Some(discord) = discord {
+        discord.shutdown().await;
+    }
     let timeout = config.daemon.shutdown_timeout;
     if tokio::time::timeout(
         timeout,

@@ -2,4 +2,5 @@
 //! Never used by the product.
 #![allow(dead_code)]
 
+pub mod discord;
 pub mod http;

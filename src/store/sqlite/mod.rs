@@ -15,6 +15,7 @@
 
 mod agents;
 mod bus;
+pub mod discord;
 mod kv;
 mod schedules;
 mod tasks;
@@ -69,6 +70,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 6,
         name: "scheduler leadership",
         sql: schedules::LEADER_SCHEMA,
+    },
+    Migration {
+        version: 11,
+        name: "discord outbox",
+        sql: discord::SCHEMA,
     },
 ];
 
