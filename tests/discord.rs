@@ -41,6 +41,27 @@ return agent.define {
 }
 "#;
 
+const GREETER: &str = r#"
+local agent = require("dreamos.agent")
+local discord = require("dreamos.discord")
+return agent.define {
+  on_start = function(self)
+    assert(discord.command {
+      name = "hello",
+      description = "Say hello",
+      options = { { name = "who", type = "string", required = true }, { name = "times", type = "integer" } },
+      permissions = { channels = { "OPS_CHANNEL" } },
+      handler = function(ctx)
+        return "hello " .. string.rep(ctx.options.who, ctx.options.times or 1, " ") .. " from " .. ctx.user.name
+      end,
+    })
+    assert(discord.on_message("^ping (%d+)$", function(msg)
+      assert(discord.send(msg.channel, "pong " .. msg.captures[1]))
+    end))
+  end,
+}
+"#;
+
 fn config(api_base: &str) -> String {
     format!(
         r#"
@@ -61,6 +82,9 @@ max_restarts = 100
 [[agents]]
 name = "captain"
 script = "agents/captain.lua"
+[[agents]]
+name = "greeter"
+script = "agents/greeter.lua"
 [[schedules]]
 name = "nightly"
 cron = "0 3 * * *"
@@ -92,6 +116,11 @@ fn project(api_base: &str) -> tempfile::TempDir {
     std::fs::write(p.join("dreamos.toml"), config(api_base)).unwrap();
     std::fs::write(p.join("agents/worker.lua"), WORKER).unwrap();
     std::fs::write(p.join("agents/captain.lua"), CAPTAIN).unwrap();
+    std::fs::write(
+        p.join("agents/greeter.lua"),
+        GREETER.replace("OPS_CHANNEL", &OPS.to_string()),
+    )
+    .unwrap();
     std::fs::write(
         p.join("scripts/hello.lua"),
         "print('hello from ' .. (arg[1] or 'nobody'))\n",
@@ -248,6 +277,55 @@ fn slash_commands_permissions_deferral_alerts_and_summaries() {
     ] {
         assert!(names.contains(&builtin), "{builtin} missing from {names:?}");
     }
+
+    // The greeter agent's Lua command is registered beside the built-ins.
+    let registered_with = |name: &'static str| {
+        move |c: &Call| {
+            c.method == "PUT"
+                && c.body
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x["name"] == name))
+        }
+    };
+    let hello_def = fake
+        .wait_call(WAIT, registered_with("hello"))
+        .expect("/hello registered");
+    let hello = hello_def
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "hello")
+        .unwrap()
+        .clone();
+    assert_eq!(hello["options"][1]["type"], 4, "{hello}");
+    let hi = ask(
+        &fake,
+        "hello",
+        json!([opt("who", json!("Ada")), opt("times", json!(2))]),
+        USER,
+        OPS,
+    );
+    assert_eq!(shown(&hi), format!("hello Ada Ada from user{USER}"));
+    let hi_elsewhere = ask(
+        &fake,
+        "hello",
+        json!([opt("who", json!("Ada"))]),
+        USER,
+        ELSEWHERE,
+    );
+    assert!(
+        shown(&hi_elsewhere).contains("(the permissions of /hello: channels)"),
+        "{}",
+        shown(&hi_elsewhere)
+    );
+    fake.message("ping 42", USER, OPS);
+    let pong = fake
+        .wait_call(WAIT, |c| {
+            c.path == format!("/channels/{OPS}/messages") && c.content() == "pong 42"
+        })
+        .expect("on_message answered through discord.send");
+    assert_eq!(pong.method, "POST");
 
     // /agents: the live table, answered directly.
     let agents = ask(&fake, "agents", json!([]), USER, OPS);
@@ -418,7 +496,7 @@ fn slash_commands_permissions_deferral_alerts_and_summaries() {
     let status = ask(&fake, "status", json!([]), USER, OPS);
     let embed = &status[0].embeds()[0];
     assert_eq!(embed["title"], "Dream.OS status");
-    assert!(embed.to_string().contains("running of 2"), "{embed}");
+    assert!(embed.to_string().contains("running of 3"), "{embed}");
     let again = ask(&fake, "status", json!([]), USER, OPS);
     assert!(shown(&again).contains("cooling down"), "{}", shown(&again));
 
@@ -536,6 +614,37 @@ fn slash_commands_permissions_deferral_alerts_and_summaries() {
         .collect();
     assert!(titles.iter().any(|t| t.contains("worker")), "{titles:?}");
     assert!(titles.iter().any(|t| t.contains("captain")), "{titles:?}");
+
+    // Stopping the agent removes its command from Discord.
+    let puts_before = fake.calls().iter().filter(|c| c.method == "PUT").count();
+    let stopped = ask(
+        &fake,
+        "agent",
+        sub("stop", json!([opt("name", json!("greeter"))])),
+        ADMIN,
+        OPS,
+    );
+    assert!(
+        shown(&stopped).contains("greeter: stopped"),
+        "{}",
+        shown(&stopped)
+    );
+    let mut puts_seen = 0;
+    let without = fake.wait(WAIT, |s| {
+        let puts: Vec<&Call> = s.calls.iter().filter(|c| c.method == "PUT").collect();
+        puts_seen = puts.len();
+        puts.len() > puts_before && !registered_with("hello")(puts[puts.len() - 1])
+    });
+    assert!(
+        without,
+        "/hello still registered after its agent stopped ({puts_seen} PUTs)"
+    );
+    let gone = ask(&fake, "hello", json!([opt("who", json!("Ada"))]), USER, OPS);
+    assert!(
+        shown(&gone).contains("is not a command of this bot"),
+        "{}",
+        shown(&gone)
+    );
 
     // The connection drops: the bot resumes and answers commands sent after it.
     fake.drop_connection();
