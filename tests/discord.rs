@@ -655,8 +655,79 @@ fn slash_commands_permissions_deferral_alerts_and_summaries() {
     let after = ask(&fake, "agents", json!([]), USER, OPS);
     assert!(shown(&after).contains("worker"));
 
+    // Discord unreachable: summaries queue durably in the store, and are posted once the
+    // bot is back.
+    fake.hold(true);
+    fake.drop_connection();
+    assert!(fake.wait(WAIT, |s| !s.connected), "still connected");
+    let db = dir.path().join("data/dreamos.db");
+    poll("a summary queued while disconnected", || queued(&db) > 0);
+    let summaries = |s: &fakes::discord::State| {
+        s.calls
+            .iter()
+            .filter(|c| c.path == format!("/channels/{SUMMARY}/messages"))
+            .count()
+    };
+    let before = summaries(&fake.shared.state.lock().unwrap());
+    fake.hold(false);
+    assert!(
+        fake.wait(WAIT, |s| s.connected && summaries(s) > before),
+        "queued summaries were not posted after reconnecting"
+    );
+
     let stderr = daemon.stop();
     assert!(!stderr.contains("Discord disabled"), "{stderr}");
+}
+
+/// Posts waiting in the store's Discord outbox.
+fn queued(db: &Path) -> usize {
+    let db = db.to_path_buf();
+    dreamos::runtime::block_on(async move {
+        let store = dreamos::store::open_sqlite(&db).await.expect("open store");
+        store.outbox_peek(1000).await.expect("peek").len()
+    })
+    .expect("runtime")
+}
+
+/// Polls a condition the daemon makes true in its own process (nothing to wait on here).
+fn poll(what: &str, mut ok: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_missing_token_is_named_and_the_daemon_runs_on() {
+    let fake = FakeDiscord::start(TOKEN);
+    let dir = project(&fake.api_base());
+    let child = Command::new(env!("CARGO_BIN_EXE_dreamos"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env_remove("DREAMOS_CONFIG")
+        .env_remove(TOKEN_VAR)
+        .env("DREAMOS_LOG_CONSOLE", "off")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let mut daemon = Daemon(Some(child), dir.path().join("unused"));
+    let data = dir.path().join("data/daemon.json");
+    poll("the daemon to come up", || data.exists());
+    let child = daemon.0.take().unwrap();
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "Discord disabled: the environment variable ${TOKEN_VAR} ([discord] token_env) is not set"
+        )),
+        "{stderr}"
+    );
+    assert!(fake.calls().is_empty(), "it called Discord without a token");
 }
 
 #[test]
@@ -665,12 +736,7 @@ fn a_refused_token_leaves_the_daemon_running_without_discord() {
     let dir = project(&fake.api_base());
     let mut daemon = Daemon::start(dir.path(), "not-the-token");
     let data = dir.path().join("data/daemon.json");
-    let start = std::time::Instant::now();
-    // The daemon writes this file once it serves; poll for it (no event to wait on).
-    while !data.exists() {
-        assert!(start.elapsed() < WAIT, "the daemon did not come up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    poll("the daemon to come up", || data.exists());
     let list = Command::new(env!("CARGO_BIN_EXE_dreamos"))
         .args(["agent", "list"])
         .current_dir(dir.path())

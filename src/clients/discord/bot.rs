@@ -122,6 +122,7 @@ impl Bot {
             id: inv.id,
             token: inv.token.clone(),
             deferred: false,
+            sent: 0,
         };
         let Some(policy) = self.policy(&inv.name) else {
             let reply = Reply::ephemeral(format!(

@@ -143,13 +143,12 @@ impl EventHandler for Handler {
     }
 
     async fn shard_stage_update(&self, _ctx: Context, update: ShardStageUpdateEvent) {
-        use serenity::gateway::ConnectionStage;
-        if matches!(
-            update.new,
-            ConnectionStage::Disconnected | ConnectionStage::Resuming
-        ) {
-            let _ = self.events.send(Event::Disconnected);
-        }
+        // Every stage but Connected means posts cannot be trusted to arrive: hold them.
+        let event = match update.new {
+            serenity::gateway::ConnectionStage::Connected => Event::Connected,
+            _ => Event::Disconnected,
+        };
+        let _ = self.events.send(event);
     }
 
     async fn interaction_create(&self, _ctx: Context, interaction: Interaction) {

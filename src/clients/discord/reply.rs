@@ -127,6 +127,9 @@ pub struct Responder {
     pub id: u64,
     pub token: String,
     pub deferred: bool,
+    /// Parts of the answer already posted, so a retry after a failure resumes after them
+    /// instead of answering twice (Discord refuses a second callback: 40060).
+    pub sent: usize,
 }
 
 impl Responder {
@@ -149,7 +152,7 @@ impl Responder {
     /// Sends the reply: the first part as the interaction's response (or, after a deferral,
     /// as the first follow-up, which replaces "thinking..."), the rest as follow-ups.
     pub async fn finish(&mut self, reply: &Reply) -> serenity::Result<()> {
-        for (i, part) in parts(reply).iter().enumerate() {
+        for (i, part) in parts(reply).iter().enumerate().skip(self.sent) {
             if i == 0 && !self.deferred {
                 let body = json!({"type": 4, "data": part.body});
                 self.http
@@ -165,6 +168,7 @@ impl Responder {
                     .create_followup_message(&self.token, &part.body, attachments(part))
                     .await?;
             }
+            self.sent = i + 1;
         }
         Ok(())
     }

@@ -21,6 +21,10 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
             continue;
         };
+        // "Unreachable": the connection hangs until the test lifts the hold.
+        while shared.state.lock().unwrap().hold {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         // Sessions run one after the other: a reconnect is accepted once the old one ended.
         session(
             ws,

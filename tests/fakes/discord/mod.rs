@@ -79,6 +79,8 @@ pub struct State {
     pub connected: bool,
     /// Set by the test to close the current connection (the bot should resume).
     pub drop_requested: bool,
+    /// While set, new gateway connections get no HELLO (Discord unreachable).
+    pub hold: bool,
     pub next_id: u64,
 }
 
@@ -221,6 +223,14 @@ impl FakeDiscord {
         let mut m = message_json(id, channel, content, user_json(user));
         m["guild_id"] = json!(GUILD_ID.to_string());
         self.dispatch("MESSAGE_CREATE", m);
+    }
+
+    /// Makes the gateway unreachable (`true`: new connections hang before HELLO) or
+    /// reachable again.
+    pub fn hold(&self, on: bool) {
+        let mut s = self.shared.state.lock().unwrap();
+        s.hold = on;
+        self.shared.changed.notify_all();
     }
 
     /// Closes the live gateway connection (as a network drop would); the bot must resume.
