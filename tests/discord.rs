@@ -13,6 +13,9 @@ use serde_json::{json, Value};
 
 const TOKEN: &str = "fake-bot-token";
 const TOKEN_VAR: &str = "DREAMOS_TEST_DISCORD_TOKEN";
+const HOOK_VAR: &str = "DREAMOS_TEST_WORKER_HOOK";
+/// The worker's own alert webhook (its URL lives in `HOOK_VAR`).
+const HOOK_PATH: &str = "/webhooks/42/worker-hook-token";
 const ADMIN: u64 = 100_000_000_000_000_001;
 const USER: u64 = 100_000_000_000_000_002;
 const OPS: u64 = 200_000_000_000_000_001;
@@ -36,6 +39,7 @@ const CAPTAIN: &str = r#"
 local agent = require("dreamos.agent")
 return agent.define {
   on_message = function(self, msg)
+    if msg.payload == "oops" then require("dreamos.log").error("disk full on /data") return end
     self:reply(msg, "aye: " .. tostring(msg.payload))
   end,
 }
@@ -70,6 +74,9 @@ data_dir = "data"
 script_paths = ["scripts"]
 [store]
 path = "data/dreamos.db"
+[bus]
+# A message that crashes its handler is dead at once (no redelivery into the crash loop).
+max_attempts = 1
 [log]
 dir = "logs"
 [daemon]
@@ -104,6 +111,8 @@ users = ["{ADMIN}"]
 channels = ["{OPS}"]
 [discord.commands.status]
 cooldown = "1h"
+[discord.agents.worker]
+webhook_env = "{HOOK_VAR}"
 "#
     )
 }
@@ -136,6 +145,15 @@ fn project(api_base: &str) -> tempfile::TempDir {
     dir
 }
 
+/// The fake's address, as written into the project's dreamos.toml.
+fn api_base(dir: &Path) -> String {
+    let text = std::fs::read_to_string(dir.join("dreamos.toml")).unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("api_base = \""))
+        .map(|rest| rest.trim_end_matches('"').to_string())
+        .unwrap_or_default()
+}
+
 struct Daemon(Option<Child>, std::path::PathBuf);
 
 impl Daemon {
@@ -147,6 +165,7 @@ impl Daemon {
             .env_remove("DREAMOS_CONFIG")
             .env("DREAMOS_LOG_CONSOLE", "off")
             .env(TOKEN_VAR, token)
+            .env(HOOK_VAR, format!("{}/api/v10{HOOK_PATH}", api_base(dir)))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("stderr file"))
             .spawn()
@@ -500,6 +519,40 @@ fn slash_commands_permissions_deferral_alerts_and_summaries() {
     let again = ask(&fake, "status", json!([]), USER, OPS);
     assert!(shown(&again).contains("cooling down"), "{}", shown(&again));
 
+    // /broadcast reaches every inbox; /logs shows the worker's lines from the log file.
+    let broadcast = ask(
+        &fake,
+        "broadcast",
+        json!([opt("message", json!("{\"all\": true}"))]),
+        USER,
+        OPS,
+    );
+    assert!(
+        shown(&broadcast).contains("broadcast sent"),
+        "{}",
+        shown(&broadcast)
+    );
+    let logs = ask(
+        &fake,
+        "logs",
+        json!([opt("agent", json!("worker")), opt("n", json!(5))]),
+        USER,
+        OPS,
+    );
+    assert!(shown(&logs).contains("got hello"), "{}", shown(&logs));
+    let bad_level = ask(
+        &fake,
+        "logs",
+        json!([opt("level", json!("loud"))]),
+        USER,
+        OPS,
+    );
+    assert!(
+        shown(&bad_level).contains("level 'loud' is not one of"),
+        "{}",
+        shown(&bad_level)
+    );
+
     // Schedules.
     let schedules = ask(&fake, "schedule", sub("list", json!([])), ADMIN, OPS);
     assert!(
@@ -551,6 +604,35 @@ fn slash_commands_permissions_deferral_alerts_and_summaries() {
     assert_eq!(with_file.files[0].0, "output.txt");
     assert!(with_file.files[0].1.contains("line 200"));
 
+    let global = format!("/channels/{ALERTS}/messages");
+    // An error-level log line from a script is an alert too.
+    ask(
+        &fake,
+        "send",
+        json!([opt("name", json!("captain")), opt("message", json!("oops"))]),
+        USER,
+        OPS,
+    );
+    fake.wait_call(WAIT, |c| {
+        (c.path == global || c.path == HOOK_PATH)
+            && c.embeds()
+                .iter()
+                .any(|e| e["description"] == "disk full on /data")
+    })
+    .unwrap_or_else(|| {
+        let titles: Vec<String> = fake
+            .calls()
+            .iter()
+            .filter(|c| c.path == global || c.path == HOOK_PATH)
+            .flat_map(|c| c.embeds())
+            .map(|e| format!("{} | {}", e["title"], e["description"]))
+            .collect();
+        panic!(
+            "no alert for the error log line; alerts {titles:#?}\nstderr {}",
+            daemon.stderr()
+        )
+    });
+
     // A crash loop: one alert at once, then one with the count — not one per crash.
     for _ in 0..4 {
         ask(
@@ -561,7 +643,8 @@ fn slash_commands_permissions_deferral_alerts_and_summaries() {
             OPS,
         );
     }
-    let alerts_path = format!("/channels/{ALERTS}/messages");
+    // The worker's alerts go to its own webhook ([discord.agents.worker]).
+    let alerts_path = HOOK_PATH.to_string();
     let counted = fake
         .wait_call(WAIT, |c| {
             c.path == alerts_path
@@ -602,6 +685,16 @@ fn slash_commands_permissions_deferral_alerts_and_summaries() {
         .count();
     assert_eq!(single, 1, "the burst sent more than one immediate alert");
     assert_eq!(counted.embeds()[0]["color"], 0xe74c3c);
+    // Dead letters concern no agent: the global channel.
+    fake.wait_call(WAIT, |c| {
+        c.path == global
+            && c.embeds().iter().any(|e| {
+                e["title"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("dead-lettered"))
+            })
+    })
+    .expect("a dead-letter alert in the global channel");
 
     // The periodic summary: one embed per agent.
     let summary = fake

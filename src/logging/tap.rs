@@ -89,3 +89,30 @@ impl<S: Subscriber> Layer<S> for ErrorTap {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+
+    #[test]
+    fn error_events_reach_the_listener_and_others_do_not() {
+        let mut rx = listen();
+        let subscriber = tracing_subscriber::registry()
+            .with(ErrorTap.with_filter(tracing::level_filters::LevelFilter::ERROR));
+        tracing::subscriber::with_default(subscriber, || {
+            let script = "agents/worker.lua";
+            tracing::error!(target: "dreamos::script", script = %script, "{}", "disk full");
+            tracing::warn!(target: "dreamos::script", "only a warning");
+            tracing::error!(target: "dreamos::discord", "cannot post");
+        });
+        let got = rx.try_recv().expect("the error event");
+        assert_eq!(got.message, "disk full");
+        assert_eq!(got.source.as_deref(), Some("agents/worker.lua"));
+        assert!(
+            rx.try_recv().is_err(),
+            "a warning or the bot's own error was tapped"
+        );
+    }
+}

@@ -116,6 +116,18 @@ impl Alerter {
                 }
             }
         }
+        // Held-back alerts are not forgotten when nothing else comes: once the limit
+        // allows, one alert says how many there were.
+        if self.folded > 0 && out.is_empty() {
+            let held = Alert {
+                key: "rate_limit".into(),
+                agent: None,
+                level: Level::Warn,
+                title: "alerts held back".into(),
+                text: "Too many alerts in a minute ([discord] alerts_per_minute); see the log for each.".into(),
+            };
+            out.extend(self.leave(&held, None, now));
+        }
         out
     }
 
