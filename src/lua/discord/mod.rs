@@ -8,7 +8,7 @@
 //! bot register the remaining commands again. The tasks that call handlers hold the state
 //! only weakly, so they never keep a stopped agent's state alive.
 
-use std::time::Duration;
+mod listen;
 
 use mlua::{Function, Lua, LuaSerdeExt, MultiValue, RegistryKey, Table, Value, WeakLua};
 use serde_json::json;
@@ -18,24 +18,24 @@ use super::bus::json_to_lua;
 use super::support::{check_options, duration, fail, misuse, required_str, type_name};
 use crate::clients::discord::commands::{option_type, valid_name};
 use crate::clients::discord::config::{Rule, Snowflake};
-use crate::clients::discord::extra::{Call, Lease, Registry, SeenMessage};
+use crate::clients::discord::extra::{Call, Lease, Registry};
 use crate::clients::discord::perms::Policy;
 use crate::clients::discord::reply::Reply;
 use crate::runtime::driver::Metered;
 use crate::runtime::host;
 
 /// The leases of one state (dropped with it).
-struct Leases(#[allow(dead_code)] Lease);
+pub(super) struct Leases(#[allow(dead_code)] Lease);
 
 pub fn module(lua: &Lua) -> mlua::Result<Table> {
     let m = lua.create_table()?;
     m.set("command", lua.create_function(command)?)?;
     m.set("send", lua.create_function(send)?)?;
-    m.set("on_message", lua.create_function(on_message)?)?;
+    m.set("on_message", lua.create_function(listen::on_message)?)?;
     Ok(m)
 }
 
-fn unavailable(lua: &Lua) -> mlua::Result<MultiValue> {
+pub(super) fn unavailable(lua: &Lua) -> mlua::Result<MultiValue> {
     fail(
         lua,
         "unavailable",
@@ -44,7 +44,7 @@ fn unavailable(lua: &Lua) -> mlua::Result<MultiValue> {
 }
 
 /// This state's lease, made on first use.
-fn lease(lua: &Lua, registry: &Registry) -> mlua::Result<()> {
+pub(super) fn lease(lua: &Lua, registry: &Registry) -> mlua::Result<()> {
     if lua.app_data_ref::<Leases>().is_none() {
         lua.set_app_data(Leases(registry.lease()));
     }
@@ -378,82 +378,5 @@ fn send(lua: &Lua, (channel, message): (Value, Value)) -> mlua::Result<MultiValu
     match registry.send(channel, body) {
         Ok(()) => Ok(MultiValue::from_iter([Value::Boolean(true)])),
         Err(e) => fail(lua, "unavailable", e),
-    }
-}
-
-fn on_message(lua: &Lua, (pattern, handler): (Value, Value)) -> mlua::Result<MultiValue> {
-    const F: &str = "discord.on_message";
-    let pattern = required_str(lua, F, "pattern", &pattern)?;
-    let Value::Function(handler) = handler else {
-        return Err(misuse(
-            lua,
-            format!(
-                "{F}: handler must be a function, got {}",
-                type_name(&handler)
-            ),
-        ));
-    };
-    // A bad pattern fails here, where the script can see it, not on the first message.
-    let matcher: Function = lua.globals().get::<Table>("string")?.get("match")?;
-    matcher
-        .call::<Value>(("", pattern.as_str()))
-        .map_err(|e| misuse(lua, format!("{F}: bad pattern '{pattern}': {e}")))?;
-    let Some(registry) = Registry::current() else {
-        return unavailable(lua);
-    };
-    lease(lua, &registry)?;
-    let (tx, rx) = mpsc::unbounded_channel();
-    {
-        let leases = lua
-            .app_data_ref::<Leases>()
-            .ok_or_else(|| misuse(lua, format!("{F}: no lease")))?;
-        registry.add_listener(&leases.0, &pattern, tx);
-    }
-    let keys = (
-        lua.create_registry_value(handler)?,
-        lua.create_registry_value(matcher)?,
-    );
-    tokio::task::spawn_local(serve_messages(lua.weak(), keys, pattern, rx));
-    Ok(MultiValue::from_iter([Value::Boolean(true)]))
-}
-
-async fn serve_messages(
-    weak: WeakLua,
-    (handler, matcher): (RegistryKey, RegistryKey),
-    pattern: String,
-    mut rx: mpsc::UnboundedReceiver<SeenMessage>,
-) {
-    const SLOW: Duration = Duration::from_secs(60);
-    while let Some(seen) = rx.recv().await {
-        let Some(lua) = weak.try_upgrade() else {
-            return;
-        };
-        let result: mlua::Result<()> = async {
-            let matcher: Function = lua.registry_value(&matcher)?;
-            let captures: MultiValue = matcher.call((seen.content.as_str(), pattern.as_str()))?;
-            if captures.front().is_none_or(Value::is_nil) {
-                return Ok(());
-            }
-            let msg = lua.create_table()?;
-            msg.set("channel", seen.channel.to_string())?;
-            msg.set("content", seen.content.as_str())?;
-            let user = lua.create_table()?;
-            user.set("id", seen.user.to_string())?;
-            user.set("name", seen.user_name.as_str())?;
-            msg.set("user", user)?;
-            msg.set("captures", lua.create_sequence_from(captures)?)?;
-            let handler: Function = lua.registry_value(&handler)?;
-            let meter = host(&lua)?.meter.clone();
-            let run = Metered::new(meter, handler.call_async::<()>(msg));
-            match tokio::time::timeout(SLOW, run).await {
-                Ok(r) => r,
-                Err(_) => Err(mlua::Error::runtime("the handler ran for more than 60 s")),
-            }
-        }
-        .await;
-        if let Err(e) = result {
-            let script = host(&lua).map(|h| h.script.clone()).unwrap_or_default();
-            tracing::warn!(target: "dreamos::script", script = %script, "discord.on_message('{pattern}') handler failed: {e}");
-        }
     }
 }
