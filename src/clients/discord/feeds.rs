@@ -20,6 +20,8 @@ use crate::store::SqliteStore;
 /// How often repeats are counted out and dead letters are looked for.
 const TICK: Duration = Duration::from_secs(1);
 const DEAD_LETTER_CHECK: Duration = Duration::from_secs(5);
+/// Discord's limit of embeds in one message.
+const EMBEDS_PER_MESSAGE: usize = 10;
 
 /// The bus topic the social outbox announces `token_expiring` on (`crate::social::TOPIC`).
 pub const SOCIAL_TOPIC: &str = "social.events";
@@ -231,7 +233,7 @@ async fn summaries(bot: Rc<Bot>, store: Arc<SqliteStore>) {
             .collect();
         let now = chrono::Utc::now().timestamp_millis();
         let mut embeds = Vec::new();
-        for row in rows.iter().take(10) {
+        for row in &rows {
             let s = &row.status;
             let (h0, e0) = last.get(&s.name).copied().unwrap_or((0, 0));
             let errors = s.errors.saturating_sub(e0);
@@ -247,11 +249,20 @@ async fn summaries(bot: Rc<Bot>, store: Arc<SqliteStore>) {
             }));
             last.insert(s.name.clone(), (s.handled, s.errors));
         }
-        let body = if embeds.is_empty() {
-            json!({"content": "Summary: no agents are configured."})
-        } else {
-            json!({"content": format!("Summary ({} agent(s))", rows.len()), "embeds": embeds})
-        };
-        outbox::push(&bot, &store, &Target::Channel(channel.0), &body).await;
+        if embeds.is_empty() {
+            let body = json!({"content": "Summary: no agents are configured."});
+            outbox::push(&bot, &store, &Target::Channel(channel.0), &body).await;
+            continue;
+        }
+        // Discord takes at most 10 embeds per message.
+        let pages = embeds.len().div_ceil(EMBEDS_PER_MESSAGE);
+        for (i, page) in embeds.chunks(EMBEDS_PER_MESSAGE).enumerate() {
+            let content = match pages {
+                1 => format!("Summary ({} agent(s))", rows.len()),
+                _ => format!("Summary ({} agent(s)), {}/{pages}", rows.len(), i + 1),
+            };
+            let body = json!({"content": content, "embeds": page});
+            outbox::push(&bot, &store, &Target::Channel(channel.0), &body).await;
+        }
     }
 }

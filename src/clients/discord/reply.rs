@@ -82,11 +82,38 @@ pub fn split(text: &str, limit: usize) -> Vec<String> {
     chunks
 }
 
+/// Splits like [`split`], and keeps code blocks readable: a chunk that ends inside a
+/// ```` ``` ```` block closes it, and the next chunk opens it again.
+pub fn split_fenced(text: &str, limit: usize) -> Vec<String> {
+    const FENCE: &str = "```";
+    if !text.contains(FENCE) {
+        return split(text, limit);
+    }
+    // Room for the closing and reopening fences with their line breaks.
+    let mut chunks = split(text, limit - 2 * (FENCE.len() + 1));
+    // Whether the current chunk starts inside a block.
+    let mut inside = false;
+    for chunk in &mut chunks {
+        let inside_at_end = inside ^ (chunk.matches(FENCE).count() % 2 == 1);
+        if inside {
+            chunk.insert_str(0, "```\n");
+        }
+        if inside_at_end {
+            if !chunk.ends_with('\n') {
+                chunk.push('\n');
+            }
+            chunk.push_str(FENCE);
+        }
+        inside = inside_at_end;
+    }
+    chunks
+}
+
 /// The messages a reply becomes.
 pub fn parts(reply: &Reply) -> Vec<Part> {
     let flags = if reply.ephemeral { EPHEMERAL } else { 0 };
     let embeds: Vec<Value> = reply.embed.iter().cloned().collect();
-    let chunks = split(&reply.text, MESSAGE_LIMIT);
+    let chunks = split_fenced(&reply.text, MESSAGE_LIMIT);
     if chunks.len() > MAX_CHUNKS {
         let chars = reply.text.chars().count();
         return vec![Part {
@@ -193,6 +220,24 @@ mod tests {
         assert!(chunks.iter().all(|c| c.chars().count() <= 2000));
         assert!(chunks[..2].iter().all(|c| c.ends_with('\n')));
         assert_eq!(chunks.concat(), text);
+    }
+
+    #[test]
+    fn a_code_block_split_over_messages_is_closed_and_reopened() {
+        let body = format!("{}\n", "row of a table").repeat(300);
+        let text = format!("```\n{body}```");
+        let chunks = split_fenced(&text, 2000);
+        assert!(chunks.len() >= 3);
+        for c in &chunks {
+            assert!(c.chars().count() <= 2000, "{}", c.len());
+            assert!(c.starts_with("```\n") && c.ends_with("```"), "{c}");
+            assert_eq!(c.matches("```").count(), 2);
+        }
+        let rows: usize = chunks
+            .iter()
+            .map(|c| c.matches("row of a table").count())
+            .sum();
+        assert_eq!(rows, 300);
     }
 
     #[test]
