@@ -392,14 +392,20 @@ fn slash_commands_answer_from_live_state_with_rules_and_deferral() {
         shown(&gone)
     );
 
-    // The connection drops: the bot resumes and answers commands sent after it.
+    // The connection drops: the bot resumes its session (RESUME, not a new IDENTIFY), and
+    // a command sent while it was away is delivered on the resumed session and answered.
+    fake.hold(true);
     fake.drop_connection();
+    assert!(fake.wait(WAIT, |s| !s.connected), "still connected");
+    let during = fake.interact("agents", json!([]), USER, &[], OPS);
+    fake.hold(false);
     assert!(
-        fake.wait(WAIT, |s| s.resumes + s.identifies >= 2 && s.connected),
-        "no reconnect"
+        fake.wait(WAIT, |s| s.resumes >= 1 && s.connected),
+        "the session was not resumed"
     );
-    let after = ask(&fake, "agents", json!([]), USER, OPS);
-    assert!(shown(&after).contains("worker"));
+    let after = answers(&fake, &during, has_answer);
+    assert!(shown(&after).contains("worker"), "{}", shown(&after));
+    assert_eq!(fake.shared.state.lock().unwrap().identifies, 1);
 
     let stderr = daemon.stop();
     assert!(!stderr.contains("Discord disabled"), "{stderr}");
