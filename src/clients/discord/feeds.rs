@@ -266,3 +266,39 @@ async fn summaries(bot: Rc<Bot>, store: Arc<SqliteStore>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bus_events_that_are_alerts() {
+        let crash = json!({"event": "transition", "agent": "w", "from": "running", "to": "crashed", "reason": "boom"});
+        let a = alert_for("agents.events", &crash).unwrap();
+        assert_eq!(
+            (a.key.as_str(), a.title.as_str()),
+            ("crashed:w", "agent w crashed")
+        );
+        assert_eq!(a.agent.as_deref(), Some("w"));
+        let fine = json!({"event": "transition", "agent": "w", "to": "running"});
+        assert!(alert_for("agents.events", &fine).is_none());
+
+        let failed =
+            json!({"event": "failed", "schedule": "nightly", "error": "exit 3", "failures": 2});
+        let a = alert_for("schedules.events", &failed).unwrap();
+        assert_eq!(a.title, "schedule nightly failed");
+        assert_eq!(a.text, "exit 3 (2 failure(s) in a row)");
+        assert!(alert_for(
+            "schedules.events",
+            &json!({"event": "ok", "schedule": "nightly"})
+        )
+        .is_none());
+
+        let token =
+            json!({"event": "token_expiring", "account": "main", "platform": "x", "days_left": 3});
+        let a = alert_for(SOCIAL_TOPIC, &token).unwrap();
+        assert_eq!(a.level, Level::Warn);
+        assert_eq!(a.text, "x account 'main': 3 day(s) left; renew it");
+        assert!(alert_for(SOCIAL_TOPIC, &json!({"event": "posted"})).is_none());
+    }
+}
