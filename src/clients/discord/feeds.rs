@@ -20,6 +20,8 @@ use crate::store::SqliteStore;
 /// How often repeats are counted out and dead letters are looked for.
 const TICK: Duration = Duration::from_secs(1);
 const DEAD_LETTER_CHECK: Duration = Duration::from_secs(5);
+/// Errors logged here are already alerts through `schedules.events`.
+const SCHEDULER_TARGET: &str = "dreamos::scheduler";
 /// Discord's limit of embeds in one message.
 const EMBEDS_PER_MESSAGE: usize = 10;
 
@@ -150,6 +152,10 @@ pub async fn run(bot: Rc<Bot>, store: Arc<SqliteStore>) {
     loop {
         tokio::select! {
             Some(e) = errors.recv() => {
+                // A failed schedule logs an error and publishes `failed`; alert once.
+                if e.target.starts_with(SCHEDULER_TARGET) {
+                    continue;
+                }
                 let source = e.source.clone();
                 raise(Alert {
                     key: format!("log:{}:{}", source.as_deref().unwrap_or(&e.target), e.message),
