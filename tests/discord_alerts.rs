@@ -114,6 +114,35 @@ fn alerts_are_deduplicated_routed_and_queued_while_disconnected() {
     })
     .expect("a dead-letter alert in the global channel");
 
+    // A schedule that keeps failing: one alert, in the global channel, and then a count.
+    let flaky = |c: &Call, prefix: &str| {
+        c.path == global
+            && c.embeds()
+                .iter()
+                .any(|e| e["title"].as_str().is_some_and(|t| t.starts_with(prefix)))
+    };
+    let first = fake
+        .wait_call(WAIT, |c| flaky(c, "schedule flaky failed"))
+        .expect("a failed-schedule alert");
+    assert!(first.embeds()[0]["description"]
+        .to_string()
+        .contains("the disk is full"));
+    fake.wait_call(WAIT, |c| flaky(c, "schedule flaky failed ×"))
+        .expect("the repeats counted");
+    // Within the first window (up to the counted alert) only one immediate alert went out.
+    let calls = fake.calls();
+    let counted_at = calls
+        .iter()
+        .position(|c| flaky(c, "schedule flaky failed ×"))
+        .expect("counted alert recorded");
+    let immediate = calls[..counted_at]
+        .iter()
+        .filter(|c| c.path == global)
+        .flat_map(|c| c.embeds())
+        .filter(|e| e["title"] == "schedule flaky failed")
+        .count();
+    assert_eq!(immediate, 1, "each failure of the schedule was sent");
+
     // The periodic summary: one embed per agent.
     let summary = fake
         .wait_call(WAIT, |c| c.path == format!("/channels/{SUMMARY}/messages"))

@@ -95,6 +95,10 @@ script = "agents/greeter.lua"
 name = "nightly"
 cron = "0 3 * * *"
 script = "scripts/hello.lua"
+[[schedules]]
+name = "flaky"
+every = "1s"
+script = "scripts/fail.lua"
 
 [discord]
 token_env = "{TOKEN_VAR}"
@@ -139,6 +143,7 @@ pub fn project(api_base: &str) -> tempfile::TempDir {
         "for i = 1, 200 do print(string.rep('x', 60) .. ' line ' .. i) end\n",
     )
     .unwrap();
+    std::fs::write(p.join("scripts/fail.lua"), "error('the disk is full')\n").unwrap();
     // Outside the script paths: /run must refuse it.
     std::fs::write(p.join("secret.lua"), "print('should not run')\n").unwrap();
     dir

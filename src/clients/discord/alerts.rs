@@ -76,12 +76,18 @@ impl Alerter {
         }
     }
 
-    /// An occurrence: the alert to send now, if any.
-    pub fn raise(&mut self, alert: Alert, now: Instant) -> Option<Outgoing> {
+    /// An occurrence: the alerts to send now (none, the alert, or — when it comes just
+    /// after a window closed with repeats not yet counted out — the count, then the alert).
+    pub fn raise(&mut self, alert: Alert, now: Instant) -> Vec<Outgoing> {
+        let mut out = Vec::new();
         if let Some(seen) = self.seen.get_mut(&alert.key) {
             if now.saturating_duration_since(seen.first) < self.window {
                 seen.repeats += 1;
-                return None;
+                return out;
+            }
+            if seen.repeats > 0 {
+                let (previous, count) = (seen.alert.clone(), seen.repeats + 1);
+                out.extend(self.leave(&previous, Some(count), now));
             }
         }
         self.seen.insert(
@@ -92,7 +98,8 @@ impl Alerter {
                 repeats: 0,
             },
         );
-        self.leave(&alert, None, now)
+        out.extend(self.leave(&alert, None, now));
+        out
     }
 
     /// Closes the windows that ended: one "×N" alert for each key that repeated.
@@ -118,7 +125,7 @@ impl Alerter {
         }
         // Held-back alerts are not forgotten when nothing else comes: once the limit
         // allows, one alert says how many there were.
-        if self.folded > 0 && out.is_empty() {
+        if self.folded > 0 && out.is_empty() && self.has_room(now) {
             let held = Alert {
                 key: "rate_limit".into(),
                 agent: None,
@@ -131,8 +138,8 @@ impl Alerter {
         out
     }
 
-    /// Applies the rate limit and builds the embed.
-    fn leave(&mut self, alert: &Alert, count: Option<u64>, now: Instant) -> Option<Outgoing> {
+    /// Whether the rate limit lets one more alert leave now.
+    fn has_room(&mut self, now: Instant) -> bool {
         while self
             .sent
             .front()
@@ -140,7 +147,12 @@ impl Alerter {
         {
             self.sent.pop_front();
         }
-        if self.sent.len() >= self.per_minute {
+        self.sent.len() < self.per_minute
+    }
+
+    /// Applies the rate limit and builds the embed.
+    fn leave(&mut self, alert: &Alert, count: Option<u64>, now: Instant) -> Option<Outgoing> {
+        if !self.has_room(now) {
             self.folded += 1;
             return None;
         }
@@ -201,24 +213,37 @@ mod tests {
     fn a_burst_sends_the_first_then_one_count() {
         let mut a = Alerter::new(Duration::from_secs(60), 10);
         let t0 = Instant::now();
-        assert!(a.raise(crash("w"), t0).is_some());
+        assert_eq!(a.raise(crash("w"), t0).len(), 1);
         for i in 1..12 {
-            assert!(a.raise(crash("w"), t0 + Duration::from_secs(i)).is_none());
+            assert!(a.raise(crash("w"), t0 + Duration::from_secs(i)).is_empty());
         }
         assert!(a.tick(t0 + Duration::from_secs(59)).is_empty());
         let out = a.tick(t0 + Duration::from_secs(60));
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].embed["title"], "agent w crashed ×12 in 60s");
         // The window closed: the next crash is news again.
-        assert!(a.raise(crash("w"), t0 + Duration::from_secs(61)).is_some());
+        assert_eq!(a.raise(crash("w"), t0 + Duration::from_secs(61)).len(), 1);
+    }
+
+    #[test]
+    fn a_repeat_just_after_the_window_still_gets_its_count_first() {
+        let mut a = Alerter::new(Duration::from_secs(60), 10);
+        let t0 = Instant::now();
+        a.raise(crash("w"), t0);
+        a.raise(crash("w"), t0 + Duration::from_secs(5));
+        // No tick ran between the window's end and this crash.
+        let out = a.raise(crash("w"), t0 + Duration::from_secs(60));
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].embed["title"], "agent w crashed ×2 in 60s");
+        assert_eq!(out[1].embed["title"], "agent w crashed");
     }
 
     #[test]
     fn different_keys_are_separate_and_a_lone_alert_has_no_count() {
         let mut a = Alerter::new(Duration::from_secs(60), 10);
         let t0 = Instant::now();
-        assert!(a.raise(crash("a"), t0).is_some());
-        assert!(a.raise(crash("b"), t0).is_some());
+        assert_eq!(a.raise(crash("a"), t0).len(), 1);
+        assert_eq!(a.raise(crash("b"), t0).len(), 1);
         assert!(a.tick(t0 + Duration::from_secs(60)).is_empty());
     }
 
@@ -226,14 +251,34 @@ mod tests {
     fn the_rate_limit_folds_the_excess_into_the_next_alert() {
         let mut a = Alerter::new(Duration::from_secs(1), 2);
         let t0 = Instant::now();
-        assert!(a.raise(crash("a"), t0).is_some());
-        assert!(a.raise(crash("b"), t0).is_some());
-        assert!(a.raise(crash("c"), t0).is_none());
-        assert!(a.raise(crash("d"), t0).is_none());
-        let next = a.raise(crash("e"), t0 + Duration::from_secs(60)).unwrap();
+        assert_eq!(a.raise(crash("a"), t0).len(), 1);
+        assert_eq!(a.raise(crash("b"), t0).len(), 1);
+        assert!(a.raise(crash("c"), t0).is_empty());
+        assert!(a.raise(crash("d"), t0).is_empty());
+        let next = a.raise(crash("e"), t0 + Duration::from_secs(60)).remove(0);
         assert_eq!(
             next.embed["fields"][1]["value"],
             "2 more alert(s) were held back"
         );
+    }
+
+    #[test]
+    fn held_back_alerts_are_reported_when_the_limit_allows() {
+        let mut a = Alerter::new(Duration::from_secs(600), 1);
+        let t0 = Instant::now();
+        assert_eq!(a.raise(crash("a"), t0).len(), 1);
+        assert!(a.raise(crash("b"), t0).is_empty());
+        assert!(
+            a.tick(t0 + Duration::from_secs(30)).is_empty(),
+            "still over the limit"
+        );
+        let out = a.tick(t0 + Duration::from_secs(60));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].embed["title"], "alerts held back");
+        assert_eq!(
+            out[0].embed["fields"][0]["value"],
+            "1 more alert(s) were held back"
+        );
+        assert!(a.tick(t0 + Duration::from_secs(200)).is_empty());
     }
 }

@@ -120,8 +120,8 @@ pub async fn run(bot: Rc<Bot>, store: Arc<SqliteStore>) {
             let out = alerter.borrow_mut().raise(alert, Instant::now());
             let (bot, store) = (bot.clone(), store.clone());
             async move {
-                if let Some(out) = out {
-                    emit(&bot, &store, out).await;
+                for o in out {
+                    emit(&bot, &store, o).await;
                 }
             }
         }
