@@ -108,6 +108,8 @@ summary_channel = "{SUMMARY}"
 summary_interval = "1s"
 alert_channel = "{ALERTS}"
 alert_window = "12s"
+# The rate limit is unit-tested; here every alert should leave.
+alerts_per_minute = 100
 [discord.admins]
 users = ["{ADMIN}"]
 [discord.commands.send]
