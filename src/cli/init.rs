@@ -9,6 +9,7 @@ use std::process::ExitCode;
 pub const META: &[(&str, &str)] = &[
     ("agent.lua", include_str!("../../stdlib/meta/agent.lua")),
     ("cron.lua", include_str!("../../stdlib/meta/cron.lua")),
+    ("discord.lua", include_str!("../../stdlib/meta/discord.lua")),
     ("bus.lua", include_str!("../../stdlib/meta/bus.lua")),
     ("dreamos.lua", include_str!("../../stdlib/meta/dreamos.lua")),
     ("exec.lua", include_str!("../../stdlib/meta/exec.lua")),

@@ -115,12 +115,24 @@ async fn run(config: Arc<Config>, data_dir: &Path) -> anyhow::Result<ExitCode> {
             store.clone(),
             bus.clone(),
         ),
-        scheduler: Some(scheduler_handle),
+        scheduler: Some(scheduler_handle.clone()),
         social: Some(store.clone() as Arc<dyn crate::store::SocialStore>),
         telemetry,
     };
     let control = tokio::task::spawn_local(daemon.serve(requests_rx));
     let log_dir = (!config.log.dir.as_os_str().is_empty()).then(|| config.resolve(&config.log.dir));
+    let discord = crate::clients::discord::start(
+        crate::clients::discord::Runtime {
+            config: config.clone(),
+            requests: requests.clone(),
+            bus: bus.clone(),
+            tasks: tasks.clone(),
+            scheduler: scheduler_handle,
+            started: std::time::Instant::now(),
+        },
+        store.clone(),
+    )
+    .await;
     let app = router(ApiState {
         requests,
         bus: bus.clone(),
@@ -163,6 +175,9 @@ async fn run(config: Arc<Config>, data_dir: &Path) -> anyhow::Result<ExitCode> {
     // A post in flight finishes its attempt and is recorded before the worker ends.
     let _ = stop_social.send(());
     let _ = social.await;
+    if let Some(discord) = discord {
+        discord.shutdown().await;
+    }
     let timeout = config.daemon.shutdown_timeout;
     if tokio::time::timeout(
         timeout,

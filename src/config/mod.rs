@@ -57,6 +57,9 @@ pub struct Config {
     pub schedules: Vec<crate::scheduler::ScheduleDef>,
     /// Social posting: outbox settings and `[social.accounts.<name>]`.
     pub social: crate::social::SocialConfig,
+    /// The Discord bot inside `dreamos serve`; absent means no bot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discord: Option<crate::clients::discord::DiscordConfig>,
     /// Where the configuration was read from; `None` for the built-in defaults. Relative
     /// paths in the file resolve against its directory (see [`Config::resolve`]).
     #[serde(skip)]
@@ -348,6 +351,9 @@ impl Config {
                 "store.backend",
                 format!("'{}' is not one of sqlite, postgres", self.store.backend),
             ));
+        }
+        if let Some(discord) = &self.discord {
+            discord.validate().map_err(|(key, m)| invalid(&key, m))?;
         }
         let grants = self.sandbox.allow.iter().map(|g| ("sandbox.allow", g));
         let script_grants = self

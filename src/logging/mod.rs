@@ -39,6 +39,7 @@ mod query;
 mod record;
 mod rotate;
 mod search;
+pub mod tap;
 #[cfg(test)]
 mod testdir;
 
@@ -181,7 +182,10 @@ pub fn init(settings: &LogSettings) -> anyhow::Result<LogGuard> {
         }
         .with_filter(file_filter)
     });
-    let subscriber = tracing_subscriber::registry().with(console).with(file);
+    let subscriber = tracing_subscriber::registry()
+        .with(console)
+        .with(file)
+        .with(tap::ErrorTap.with_filter(tracing::level_filters::LevelFilter::ERROR));
     tracing::subscriber::set_global_default(subscriber)
         .map_err(|_| anyhow!("logging is already initialised in this process (init runs once)"))?;
     let mut guard = LogGuard { sinks: Vec::new() };

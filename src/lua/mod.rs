@@ -14,6 +14,7 @@ pub mod agent;
 pub mod bus;
 pub mod core;
 pub mod cron;
+pub mod discord;
 pub mod exec;
 pub mod fs;
 pub mod http;
@@ -34,6 +35,7 @@ pub const MODULES: &[(&str, Builder)] = &[
     ("dreamos", core::module),
     ("dreamos.cron", cron::module),
     ("dreamos.agent", agent::module),
+    ("dreamos.discord", discord::module),
     ("dreamos.bus", bus::module),
     ("dreamos.exec", exec::module),
     ("dreamos.fs", fs::module),

@@ -2,5 +2,6 @@
 //! Never used by the product.
 #![allow(dead_code)]
 
+pub mod discord;
 pub mod http;
 pub mod social;

@@ -15,6 +15,7 @@
 
 mod agents;
 mod bus;
+pub mod discord;
 mod kv;
 mod schedules;
 mod social;
@@ -80,6 +81,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 9,
         name: "social outbox, metrics, budgets and tokens",
         sql: social::SCHEMA,
+    },
+    Migration {
+        version: 11,
+        name: "discord outbox",
+        sql: discord::SCHEMA,
     },
 ];
 
