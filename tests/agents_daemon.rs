@@ -122,7 +122,7 @@ return agent.define {
   on_message = function(self, msg)
     if msg.payload == "crash" then error("asked to crash") end
     if msg.payload == "spin" then while true do end end
-    if msg.payload == "slow" then time.sleep(0.05) end
+    if msg.payload == "slow" then time.sleep(0.2) end
     self.state.n = (self.state.n or 0) + 1
     self:log("message " .. self.state.n)
   end,
@@ -345,7 +345,11 @@ script = "counter.lua"
     for _ in 0..20 {
         d.agent(&["message", "counter", "slow"]);
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // Stop once the agent is working through the stream (each "slow" takes 200 ms, so
+    // most of the twenty are still queued or prefetched).
+    wait_until("the agent handles the first message", || {
+        stored_state(dir.path(), "counter")["n"].as_u64() >= Some(1)
+    });
     let (status, stderr) = d.terminate();
     assert!(status.success(), "{stderr}");
     let handled = stored_state(dir.path(), "counter")["n"]

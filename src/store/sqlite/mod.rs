@@ -14,6 +14,7 @@
 //! a domain adds its own file and appends its schema to [`MIGRATIONS`].
 
 mod agents;
+mod batches;
 mod bus;
 pub mod discord;
 mod kv;
@@ -23,7 +24,7 @@ mod tasks;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
@@ -119,6 +120,8 @@ pub struct SqliteStore {
     readers: Mutex<Vec<Connection>>,
     /// Bounds concurrent reads (see [`MAX_CONCURRENT_READS`]).
     read_slots: tokio::sync::Semaphore,
+    /// Lets reads wait for batches that answered before committing.
+    batches: Arc<batches::Batches>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -137,12 +140,14 @@ impl SqliteStore {
         let (ready_tx, ready_rx) = oneshot::channel();
         let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
         let thread_path = path.clone();
+        let batches = Arc::new(batches::Batches::default());
+        let thread_batches = batches.clone();
         std::thread::Builder::new()
             .name("dreamos-sqlite-writer".into())
             .spawn(move || match open_writer(&thread_path) {
                 Ok(conn) => {
                     let _ = ready_tx.send(Ok(()));
-                    writer_loop(conn, jobs_rx, &thread_path);
+                    writer_loop(conn, jobs_rx, &thread_path, &thread_batches);
                 }
                 Err(e) => {
                     let _ = ready_tx.send(Err(e));
@@ -160,6 +165,7 @@ impl SqliteStore {
             jobs: jobs_tx,
             readers: Mutex::new(Vec::new()),
             read_slots: tokio::sync::Semaphore::new(MAX_CONCURRENT_READS),
+            batches,
         })
     }
 
@@ -223,6 +229,7 @@ impl SqliteStore {
     {
         let (tx, rx) = oneshot::channel();
         let path = self.path.clone();
+        let batches = self.batches.clone();
         let boxed: Job = Box::new(move |txn| {
             let result = match txn {
                 Ok(txn) => run_in_savepoint(txn, job, &path),
@@ -232,6 +239,7 @@ impl SqliteStore {
                 }),
             };
             if result.as_ref().is_ok_and(early) {
+                batches.answered_early();
                 let _ = tx.send(result);
                 return Box::new(|_: Option<&StoreError>| {});
             }
@@ -251,12 +259,14 @@ impl SqliteStore {
     }
 
     /// Runs `job` on a read-only connection on the blocking pool. Sees every write that
-    /// was committed before it starts.
+    /// was committed before it starts, and every write answered before it starts (a claim
+    /// answered before its commit is waited for).
     pub async fn read<R, F>(&self, job: F) -> Result<R, StoreError>
     where
         F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
         R: Send + 'static,
     {
+        self.batches.wait_for_early().await;
         // Never closed, so acquiring cannot fail; without a slot, read anyway.
         let _slot = self.read_slots.acquire().await.ok();
         let conn = match self.readers.lock().ok().and_then(|mut idle| idle.pop()) {
@@ -332,7 +342,12 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 
 /// The group-commit loop: block for one job, take every other job already waiting, run
 /// them in one transaction, commit, answer. Ends when every sender is gone.
-fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>, path: &Path) {
+fn writer_loop(
+    mut conn: Connection,
+    jobs: mpsc::Receiver<Job>,
+    path: &Path,
+    batches: &batches::Batches,
+) {
     let mut batch: Vec<Job> = Vec::with_capacity(256);
     let mut finishes: Vec<Finish> = Vec::with_capacity(256);
     while let Ok(first) = jobs.recv() {
@@ -343,6 +358,7 @@ fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>, path: &Path) {
                 Err(_) => break,
             }
         }
+        batches.start();
         match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
             Ok(txn) => {
                 for job in batch.drain(..) {
@@ -350,7 +366,9 @@ fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>, path: &Path) {
                 }
                 // Answers go out only after the commit returned: nothing is acknowledged
                 // before it is in the WAL on disk.
-                match txn.commit() {
+                let committed = txn.commit();
+                batches.settle();
+                match committed {
                     Ok(()) => finishes.drain(..).for_each(|finish| finish(None)),
                     Err(source) => {
                         let err = StoreError::Sql {
@@ -371,6 +389,7 @@ fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>, path: &Path) {
                 for job in batch.drain(..) {
                     job(Err(&err))(None);
                 }
+                batches.settle();
             }
         }
     }
