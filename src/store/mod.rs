@@ -18,7 +18,10 @@
 
 pub mod agent_types;
 pub mod bus_types;
+pub mod postgres;
 pub mod sqlite;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,6 +30,7 @@ use futures_util::future::BoxFuture;
 
 pub use agent_types::*;
 pub use bus_types::*;
+pub use postgres::{PgOptions, PgStore};
 pub use sqlite::SqliteStore;
 
 /// Milliseconds since the Unix epoch, as stored in every timestamp column.
@@ -91,6 +95,18 @@ pub enum StoreError {
         what: &'static str,
         path: PathBuf,
         detail: String,
+    },
+    /// A PostgreSQL statement, connection or migration failed. `db` is the connection URL
+    /// with any password masked.
+    #[error(
+        "{what} failed in PostgreSQL database {db}: {}",
+        postgres::describe(source)
+    )]
+    Postgres {
+        what: std::borrow::Cow<'static, str>,
+        db: String,
+        #[source]
+        source: tokio_postgres::Error,
     },
     #[error("{what}: {source}")]
     Io {
