@@ -17,6 +17,7 @@
 //! the bus owns the clock (tokio time, so tests can pause it), the store only records.
 
 pub mod agent_types;
+pub mod backend;
 pub mod bus_types;
 pub mod postgres;
 pub mod sqlite;
@@ -29,6 +30,7 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 
 pub use agent_types::*;
+pub use backend::{AnyStore, StoreTarget};
 pub use bus_types::*;
 pub use postgres::{PgOptions, PgStore};
 pub use sqlite::SqliteStore;

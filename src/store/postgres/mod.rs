@@ -184,6 +184,20 @@ impl PgStore {
         Ok(row.get(0))
     }
 
+    /// Migrations recorded at or after `since` (ms since the epoch), oldest first.
+    pub async fn applied_since(&self, since: i64) -> Result<Vec<(i64, String)>, StoreError> {
+        let mut conn = self.pool.get().await?;
+        let rows = conn
+            .query(
+                "read schema_version",
+                "SELECT version, name FROM schema_version WHERE applied_at >= $1
+                 ORDER BY version",
+                &[&since],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     /// Rows in each of the main tables, by table name (for `dreamos store status`).
     pub async fn table_counts(&self) -> Result<Vec<(&'static str, i64)>, StoreError> {
         let mut conn = self.pool.get().await?;
@@ -257,9 +271,12 @@ pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
             }
             text
         }
-        // The client's own errors already name their cause ("error connecting to
-        // server: Connection refused").
-        None => e.to_string(),
+        // The client's own errors keep their cause apart ("error connecting to server",
+        // caused by "Connection refused").
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
     }
 }
 

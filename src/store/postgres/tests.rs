@@ -55,6 +55,7 @@ async fn a_failed_connection_names_the_database_but_not_the_password() {
         "{text}"
     );
     assert!(!text.contains("s3cret"), "{text}");
+    assert!(text.contains("refused"), "the cause is shown: {text}");
 }
 
 #[tokio::test]
