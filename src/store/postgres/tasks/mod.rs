@@ -146,11 +146,24 @@ impl TaskStore for PgStore {
         query: ClaimQuery,
         now: Millis,
     ) -> BoxFuture<'_, Result<ClaimOutcome, StoreError>> {
-        Box::pin(
-            self.in_transaction(move |c| {
-                Box::pin(async move { write::claim(c, &query, now).await })
-            }),
-        )
+        Box::pin(async move {
+            let q = query.clone();
+            let quick = self
+                .on_connection(move |c| {
+                    Box::pin(async move { write::claim_quick(c, &q, now).await })
+                })
+                .await?;
+            match quick {
+                Some(outcome) => Ok(outcome),
+                // Something is due: the full claim applies it first, in one transaction.
+                None => {
+                    self.in_transaction(move |c| {
+                        Box::pin(async move { write::claim(c, &query, now).await })
+                    })
+                    .await
+                }
+            }
+        })
     }
 
     fn heartbeat_task(
