@@ -503,10 +503,13 @@ impl PgStore {
         &self,
         body: impl for<'c> FnOnce(&'c mut Conn) -> BoxFuture<'c, Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.pool().get().await?;
-        conn.begin().await?;
-        let result = body(&mut conn).await;
-        conn.finish(result).await.map_err(|e| self.located(e))
+        hold_test_clock(async {
+            let mut conn = self.pool().get().await?;
+            conn.begin().await?;
+            let result = body(&mut conn).await;
+            conn.finish(result).await.map_err(|e| self.located(e))
+        })
+        .await
     }
 
     /// Runs `body` on a pooled connection, each statement committing on its own.
@@ -514,14 +517,39 @@ impl PgStore {
         &self,
         body: impl for<'c> FnOnce(&'c mut Conn) -> BoxFuture<'c, Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.pool().get().await?;
-        body(&mut conn).await.map_err(|e| self.located(e))
+        hold_test_clock(async {
+            let mut conn = self.pool().get().await?;
+            body(&mut conn).await.map_err(|e| self.located(e))
+        })
+        .await
     }
 
     /// Names this database in errors built without it (decoding errors).
     pub(super) fn located(&self, e: StoreError) -> StoreError {
         e.at(&super::db_path(self.db()))
     }
+}
+
+/// In tests only: keeps tokio's paused clock from jumping while a database round trip is
+/// in flight. A paused clock advances to the next timer whenever the runtime is idle, and
+/// waiting on a socket is idle, so a test's "wait up to 60 s" would time out during a
+/// 1 ms query. Blocking-pool tasks hold the clock (SQLite's reads already run there), so
+/// one waits here until the operation is done. Production code runs the plain future.
+#[cfg(test)]
+async fn hold_test_clock<T>(operation: impl std::future::Future<Output = T>) -> T {
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    let holder = tokio::task::spawn_blocking(move || {
+        let _ = wait.recv();
+    });
+    let out = operation.await;
+    drop(done);
+    let _ = holder.await;
+    out
+}
+
+#[cfg(not(test))]
+async fn hold_test_clock<T>(operation: impl std::future::Future<Output = T>) -> T {
+    operation.await
 }
 
 impl BusStore for PgStore {

@@ -194,9 +194,22 @@ impl TaskStore for PgStore {
         result: Option<String>,
         now: Millis,
     ) -> BoxFuture<'_, Result<Refusable<Vec<TaskEvent>>, StoreError>> {
-        Box::pin(self.in_transaction(move |c| {
-            Box::pin(async move { write::complete(c, &lease, result.as_deref(), now).await })
-        }))
+        Box::pin(async move {
+            let (l, r) = (lease.clone(), result.clone());
+            let quick = self
+                .on_connection(move |c| {
+                    Box::pin(async move { write::complete_quick(c, &l, r.as_deref(), now).await })
+                })
+                .await?;
+            if let Some(events) = quick {
+                return Ok(Ok(events));
+            }
+            // A refusal to explain, or dependents to release: the full completion.
+            self.in_transaction(move |c| {
+                Box::pin(async move { write::complete(c, &lease, result.as_deref(), now).await })
+            })
+            .await
+        })
     }
 
     fn fail_task(

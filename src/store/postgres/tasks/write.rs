@@ -437,6 +437,63 @@ pub(super) async fn complete(
     Ok(Ok(events))
 }
 
+/// The usual completion in one statement, committed on its own: the lease checks out and
+/// no task depends on this one (nothing to release). `None` otherwise: the full
+/// [`complete`] then refuses precisely or releases dependents, in a transaction.
+pub(super) async fn complete_quick(
+    c: &mut Conn,
+    lease: &Lease,
+    result: Option<&str>,
+    now: Millis,
+) -> Result<Option<Vec<TaskEvent>>, StoreError> {
+    let done = Status::Done.as_str();
+    let row = c
+        .query_one(
+            "tasks: complete",
+            "WITH h AS (
+                 SELECT id, status FROM tasks
+                 WHERE id = $1 AND agent = $2 AND attempts = $3
+                   AND status IN ('claimed', 'running') AND lease_until > $5
+                   AND NOT EXISTS (SELECT 1 FROM task_deps WHERE depends_on = $1)
+                 FOR UPDATE),
+             u AS (
+                 UPDATE tasks t SET status = $6, result = $4, progress = 100,
+                     lease_until = NULL, due_at = NULL, updated_at = $5
+                 FROM h WHERE t.id = h.id RETURNING t.id, t.title, h.status AS old),
+             e AS (
+                 INSERT INTO task_events (task_id, old_status, new_status, progress, agent, at)
+                 SELECT id, old, $6, 100, $2, $5 FROM u RETURNING id)
+             SELECT u.title, u.old, e.id FROM (SELECT 1) AS one
+                 LEFT JOIN u ON TRUE LEFT JOIN e ON TRUE",
+            &[
+                &lease.id,
+                &lease.agent,
+                &i64::from(lease.attempt),
+                &result,
+                &now,
+                &done,
+            ],
+        )
+        .await?;
+    let Some(title) = row.get::<_, Option<String>>(0) else {
+        return Ok(None);
+    };
+    let old = status_of(&row.get::<_, String>(1))?;
+    let new = machine::next(old, Event::Complete)
+        .map_err(|e| StoreError::corrupt("tasks: complete", e))?;
+    Ok(Some(vec![TaskEvent {
+        seq: row.get(2),
+        id: lease.id,
+        title,
+        old: Some(old),
+        new,
+        progress: 100.0,
+        note: None,
+        agent: Some(lease.agent.clone()),
+        at: now,
+    }]))
+}
+
 pub(super) async fn fail(
     c: &mut Conn,
     lease: &Lease,
