@@ -125,6 +125,68 @@ pub(super) async fn insert(
     Ok(Ok(events))
 }
 
+/// One task without dependencies, in one statement (the task and its creation event),
+/// committed on its own; `None` for anything else, which [`insert`] handles in a
+/// transaction.
+pub(super) async fn insert_quick(
+    c: &mut Conn,
+    tasks: &[NewTask],
+    now: Millis,
+) -> Result<Option<Vec<TaskEvent>>, StoreError> {
+    let [t] = tasks else { return Ok(None) };
+    if !t.depends_on.is_empty() {
+        return Ok(None);
+    }
+    let status = machine::initial(&[]);
+    let tags = if t.tags.is_empty() {
+        None
+    } else {
+        Some(serde_json::to_string(&t.tags).map_err(|e| StoreError::corrupt("tags", e))?)
+    };
+    let due_at = if status.is_final() { None } else { t.deadline };
+    let row = c
+        .query_one(
+            "tasks: insert",
+            "WITH n AS (
+                 INSERT INTO tasks (plan_key, title, description, priority, status, category,
+                     tags, payload, assignee, max_attempts, unmet, deadline, due_at,
+                     created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $11, $12, $13, $13)
+                 RETURNING id),
+             e AS (
+                 INSERT INTO task_events (task_id, new_status, progress, at)
+                 SELECT id, $5, 0, $13 FROM n RETURNING id, task_id)
+             SELECT task_id, id FROM e",
+            &[
+                &t.key,
+                &t.title,
+                &t.description,
+                &t.priority.rank(),
+                &status.as_str(),
+                &t.category,
+                &tags,
+                &t.payload,
+                &t.assignee,
+                &i64::from(t.max_attempts),
+                &t.deadline,
+                &due_at,
+                &now,
+            ],
+        )
+        .await?;
+    Ok(Some(vec![TaskEvent {
+        seq: row.get(1),
+        id: row.get(0),
+        title: t.title.clone(),
+        old: None,
+        new: status,
+        progress: 0.0,
+        note: None,
+        agent: None,
+        at: now,
+    }]))
+}
+
 pub(super) async fn claim(
     c: &mut Conn,
     q: &ClaimQuery,
