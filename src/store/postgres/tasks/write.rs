@@ -265,11 +265,15 @@ pub(super) async fn claim_quick(
         .collect::<Vec<_>>()
         .join(", ");
     let sql = format!(
-        "WITH d AS (
-             SELECT EXISTS (SELECT 1 FROM tasks
-                            WHERE lease_until IS NOT NULL AND lease_until <= ${now})
-                 OR EXISTS (SELECT 1 FROM tasks WHERE due_at IS NOT NULL AND due_at <= ${now})
-                 AS due),
+        // MIN over the partial indexes is one index probe each; `EXISTS (... <= now)`
+        // was planned as two sequential scans (a generic plan cannot know how many rows
+        // are due), 50 ms per claim at a 100,000-task backlog.
+        "WITH m AS (
+             SELECT (SELECT MIN(lease_until) FROM tasks WHERE lease_until IS NOT NULL) AS lease,
+                    (SELECT MIN(due_at) FROM tasks WHERE due_at IS NOT NULL) AS due_at),
+         d AS (
+             SELECT COALESCE(lease <= ${now}, FALSE) OR COALESCE(due_at <= ${now}, FALSE) AS due,
+                    lease FROM m),
          r AS ({ready_guarded}),
          u AS (
              UPDATE tasks t SET status = ${status}, agent = $1, attempts = t.attempts + 1,
@@ -279,9 +283,7 @@ pub(super) async fn claim_quick(
          e AS (
              INSERT INTO task_events (task_id, old_status, new_status, progress, agent, at)
              SELECT id, 'ready', ${status}, 0, $1, ${now} FROM u RETURNING id)
-         SELECT u.*, e.id, d.due,
-             (SELECT MIN(lease_until) FROM tasks WHERE lease_until IS NOT NULL)
-         FROM d LEFT JOIN u ON TRUE LEFT JOIN e ON TRUE",
+         SELECT u.*, e.id, d.due, d.lease FROM d LEFT JOIN u ON TRUE LEFT JOIN e ON TRUE",
         now = n + 1,
         status = n + 2,
         lease = n + 3,
