@@ -16,7 +16,9 @@
 //! instead of polling.
 
 mod bus;
+mod bus_claim;
 mod bus_history;
+mod bus_queue;
 mod kv;
 mod pool;
 pub mod schema;
@@ -25,12 +27,13 @@ mod tasks;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_postgres::AsyncMessage;
 
 use super::StoreError;
-use pool::Pool;
+use pool::{Conn, Pool};
 
 /// Connections one store opens at most, unless told otherwise.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 16;
@@ -283,6 +286,62 @@ pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
 /// For errors that carry a path: the masked URL stands in for it.
 pub(crate) fn db_path(db: &str) -> PathBuf {
     PathBuf::from(db)
+}
+
+impl PgStore {
+    /// Runs `body` on a pooled connection inside one transaction: committed when it
+    /// returns Ok, rolled back otherwise.
+    pub(super) async fn in_transaction<T>(
+        &self,
+        body: impl for<'c> FnOnce(&'c mut Conn) -> BoxFuture<'c, Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        hold_test_clock(async {
+            let mut conn = self.pool().get().await?;
+            conn.begin().await?;
+            let result = body(&mut conn).await;
+            conn.finish(result).await.map_err(|e| self.located(e))
+        })
+        .await
+    }
+
+    /// Runs `body` on a pooled connection, each statement committing on its own.
+    pub(super) async fn on_connection<T>(
+        &self,
+        body: impl for<'c> FnOnce(&'c mut Conn) -> BoxFuture<'c, Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        hold_test_clock(async {
+            let mut conn = self.pool().get().await?;
+            body(&mut conn).await.map_err(|e| self.located(e))
+        })
+        .await
+    }
+
+    /// Names this database in errors built without it (decoding errors).
+    pub(super) fn located(&self, e: StoreError) -> StoreError {
+        e.at(&db_path(self.db()))
+    }
+}
+
+/// In tests only: keeps tokio's paused clock from jumping while a database round trip is
+/// in flight. A paused clock advances to the next timer whenever the runtime is idle, and
+/// waiting on a socket is idle, so a test's "wait up to 60 s" would time out during a
+/// 1 ms query. Blocking-pool tasks hold the clock (SQLite's reads already run there), so
+/// one waits here until the operation is done. Production code runs the plain future.
+#[cfg(test)]
+async fn hold_test_clock<T>(operation: impl std::future::Future<Output = T>) -> T {
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    let holder = tokio::task::spawn_blocking(move || {
+        let _ = wait.recv();
+    });
+    let out = operation.await;
+    drop(done);
+    let _ = holder.await;
+    out
+}
+
+#[cfg(not(test))]
+async fn hold_test_clock<T>(operation: impl std::future::Future<Output = T>) -> T {
+    operation.await
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 //!   (which would leave the new task waiting for a release that already happened).
 
 mod due;
+mod quick;
 mod read;
 mod write;
 
@@ -140,7 +141,7 @@ impl TaskStore for PgStore {
                 let t = tasks.clone();
                 let quick = self
                     .on_connection(move |c| {
-                        Box::pin(async move { write::insert_quick(c, &t, now).await })
+                        Box::pin(async move { quick::insert_quick(c, &t, now).await })
                     })
                     .await?;
                 if let Some(events) = quick {
@@ -163,7 +164,7 @@ impl TaskStore for PgStore {
             let q = query.clone();
             let quick = self
                 .on_connection(move |c| {
-                    Box::pin(async move { write::claim_quick(c, &q, now).await })
+                    Box::pin(async move { quick::claim_quick(c, &q, now).await })
                 })
                 .await?;
             match quick {
@@ -211,7 +212,7 @@ impl TaskStore for PgStore {
             let (l, r) = (lease.clone(), result.clone());
             let quick = self
                 .on_connection(move |c| {
-                    Box::pin(async move { write::complete_quick(c, &l, r.as_deref(), now).await })
+                    Box::pin(async move { quick::complete_quick(c, &l, r.as_deref(), now).await })
                 })
                 .await?;
             if let Some(events) = quick {
