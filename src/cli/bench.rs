@@ -20,7 +20,7 @@
 //! A second run paces the sender at half the measured rate (latency under load, not at
 //! saturation), and a third measures `publish` -> subscriber handler.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +32,7 @@ use mlua::{Lua, Table, Value};
 use crate::bus::{Bus, BusConfig};
 use crate::config::Config;
 use crate::runtime::{self, StateOptions};
-use crate::store::SqliteStore;
+use crate::store::{AnyStore, StoreTarget};
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -51,10 +51,11 @@ pub struct BusBenchArgs {
     /// Durable messages per run.
     #[arg(long, default_value_t = 100_000)]
     pub messages: usize,
-    /// Database to use (default: a temporary one, deleted afterwards). The benchmark's
-    /// messages stay in its history, so do not point it at a production store.
-    #[arg(long, value_name = "PATH")]
-    pub store: Option<PathBuf>,
+    /// Database to use: `sqlite:PATH` (or a plain path) or `postgres:URL` (default: a
+    /// temporary SQLite file, deleted afterwards). The benchmark's messages stay in its
+    /// history, so do not point it at a production store.
+    #[arg(long, value_name = "BACKEND:WHERE", value_parser = StoreTarget::parse)]
+    pub store: Option<StoreTarget>,
     /// Sends in flight at once (sender tasks in the sender script).
     #[arg(long, default_value_t = 256)]
     pub window: usize,
@@ -104,27 +105,33 @@ fn bus(config: Arc<Config>, args: BusBenchArgs) -> anyhow::Result<ExitCode> {
         Some(_) => None,
         None => Some(Scratch::new()?),
     };
-    let path = match (&args.store, &scratch) {
-        (Some(path), _) => path.clone(),
-        (None, Some(s)) => s.0.join("bench.db"),
+    let target = match (&args.store, &scratch) {
+        (Some(target), _) => target.clone(),
+        (None, Some(s)) => StoreTarget::Sqlite(s.0.join("bench.db")),
         (None, None) => bail!("no database to benchmark on"),
     };
-    runtime::block_on(bus_runs(config, args, &path))??;
+    runtime::block_on(bus_runs(config, args, &target))??;
     drop(scratch);
     Ok(ExitCode::SUCCESS)
 }
 
-async fn bus_runs(config: Arc<Config>, args: BusBenchArgs, path: &Path) -> anyhow::Result<()> {
-    let store = crate::store::open_sqlite(path)
+async fn bus_runs(
+    config: Arc<Config>,
+    args: BusBenchArgs,
+    target: &StoreTarget,
+) -> anyhow::Result<()> {
+    let store = target
+        .open()
         .await
-        .with_context(|| format!("cannot open {}", path.display()))?;
+        .with_context(|| format!("cannot open the store ({})", target.describe()))?;
     // Subscribers may hold a whole run: the publish number is delivered messages, never
     // a publisher outrunning readers that drop what they cannot hold.
     let bus_config = BusConfig {
         subscriber_buffer: args.publish.max(1024),
         ..config.bus.clone()
     };
-    let bus = Bus::new(store.clone(), bus_config)?;
+    let bus = Bus::new(store.bus(), bus_config)?;
+    println!("store: {}", target.describe());
     println!(
         "durable send -> handler -> ack between two Lua scripts: {} messages, {}-byte payloads, \
          {} sends in flight, {} consumer loop(s); latency = send -> receipt says acked, 1 in {}",
@@ -164,12 +171,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// A sandboxed state sharing the benchmark's store and bus.
-fn state(
-    config: &Arc<Config>,
-    name: &str,
-    store: &Arc<SqliteStore>,
-    bus: &Bus,
-) -> anyhow::Result<Lua> {
+fn state(config: &Arc<Config>, name: &str, store: &AnyStore, bus: &Bus) -> anyhow::Result<Lua> {
     let lua = runtime::new_state(
         config.clone(),
         StateOptions {
@@ -178,8 +180,11 @@ fn state(
         },
     )?;
     let h = runtime::host(&lua).map_err(|e| anyhow::anyhow!("{e}"))?;
-    // Fresh state: both cells are empty, so these cannot fail.
-    let _ = h.store.set(store.clone());
+    // Fresh state: both cells are empty, so these cannot fail. On PostgreSQL the store
+    // cell stays empty: the bus is set, and it is all these scripts use.
+    if let AnyStore::Sqlite(store) = store {
+        let _ = h.store.set(store.clone());
+    }
     let _ = h.bus.set(bus.clone());
     drop(h);
     Ok(lua)
@@ -243,7 +248,7 @@ return { count = count }
 /// One durable run on a fresh channel; `rate` 0 = as fast as it goes.
 async fn durable(
     config: &Arc<Config>,
-    store: &Arc<SqliteStore>,
+    store: &AnyStore,
     bus: &Bus,
     args: &BusBenchArgs,
     rate: u64,
@@ -335,7 +340,7 @@ return { started = started }
 /// messages per second and how many arrived.
 async fn publish(
     config: &Arc<Config>,
-    store: &Arc<SqliteStore>,
+    store: &AnyStore,
     bus: &Bus,
     n: usize,
 ) -> anyhow::Result<(f64, u64)> {

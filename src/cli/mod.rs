@@ -24,6 +24,7 @@ pub mod run;
 pub mod schedule;
 pub mod serve;
 pub mod social;
+pub mod store;
 pub mod task;
 
 /// Dream.OS: a scriptable automation runtime for Lua 5.4 agents, schedules and clients.
@@ -100,6 +101,11 @@ pub enum Command {
     },
     /// Print the effective configuration (file, defaults and DREAMOS_* overrides) as TOML.
     Config,
+    /// The store: `migrate` (create or update the schema) and `status` (version, counts).
+    Store {
+        #[command(subcommand)]
+        cmd: store::StoreCommand,
+    },
 }
 
 /// Runs the parsed command and returns the exit status.
@@ -117,6 +123,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Repl(args) => run::repl(config, args),
         Command::Init { dir } => init::init(&dir),
         Command::Config => print_config(&config),
+        Command::Store { cmd } => store::run(&config, cmd),
         Command::Bench { cmd } => bench::run(config.clone(), cmd),
         Command::Schedule { cmd } => schedule::run(config.clone(), cmd),
         Command::Task { cmd } => with_store(&config, |store| {

@@ -147,3 +147,52 @@ pub(super) fn locate(err: ConfigError, text: &str) -> ConfigError {
         },
     }
 }
+
+/// Finds the line of `key = ...` in `[section]` of a configuration file, so that errors
+/// found after parsing (a value of the right type that is still wrong) name `file:line`.
+pub(crate) struct KeyLines<'a> {
+    text: &'a str,
+    origin: &'a Path,
+}
+
+impl<'a> KeyLines<'a> {
+    pub(crate) fn new(text: &'a str, origin: &'a Path) -> KeyLines<'a> {
+        KeyLines { text, origin }
+    }
+
+    /// The 1-based line assigning `key` in `[section]`, if the file has it.
+    pub(crate) fn line_of(&self, section: &str, key: &str) -> Option<usize> {
+        let mut current: Option<&str> = None;
+        for (i, line) in self.text.lines().enumerate() {
+            let t = line.trim();
+            if let Some(inner) = t.strip_prefix('[').and_then(|r| r.split(']').next()) {
+                current = Some(inner.trim_start_matches('[').trim());
+                continue;
+            }
+            let assigned = t.split_once('=').map(|(k, _)| k.trim().trim_matches('"'));
+            if current == Some(section) && assigned == Some(key) {
+                return Some(i + 1);
+            }
+        }
+        None
+    }
+
+    /// An error about `section.key`: `file:line: section.key: message` when the file sets
+    /// it, else `file: section.key: message` (the value came from a default or an
+    /// environment override).
+    pub(crate) fn error(&self, section: &str, key: &str, message: String) -> ConfigError {
+        let origin = self.origin.display().to_string();
+        match self.line_of(section, key) {
+            Some(line) => ConfigError::Parse {
+                origin,
+                line,
+                message: format!("{section}.{key}: {message}"),
+            },
+            None => ConfigError::Invalid {
+                origin,
+                key: format!("{section}.{key}"),
+                message,
+            },
+        }
+    }
+}

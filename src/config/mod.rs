@@ -23,6 +23,7 @@ use crate::units::serde as units;
 mod errors;
 pub use errors::did_you_mean;
 mod overrides;
+mod store;
 
 pub use errors::ConfigError;
 
@@ -188,6 +189,9 @@ pub struct StoreConfig {
     pub backend: String,
     /// SQLite database file; relative to the configuration's directory.
     pub path: PathBuf,
+    /// PostgreSQL connection URL without a password (`postgres://dreamos@db/swarm`); a URL
+    /// with a password belongs in the variable named by `url_env`. Empty: use `url_env`.
+    pub url: String,
     /// Name of the environment variable holding the PostgreSQL URL.
     pub url_env: String,
 }
@@ -197,6 +201,7 @@ impl Default for StoreConfig {
         Self {
             backend: "sqlite".into(),
             path: "data/dreamos.db".into(),
+            url: String::new(),
             url_env: "DREAMOS_DATABASE_URL".into(),
         }
     }
@@ -313,6 +318,9 @@ impl Config {
             config
                 .validate(&origin.display().to_string())
                 .map_err(|e| errors::locate(e, text))?;
+            config
+                .store
+                .validate(&errors::KeyLines::new(text, origin))?;
             return Ok(config);
         }
         let mut table: toml::Table =
@@ -323,6 +331,9 @@ impl Config {
             .try_into::<Config>()
             .map_err(|e| overrides::error(&e, &found))?;
         config.validate("environment")?;
+        config
+            .store
+            .validate(&errors::KeyLines::new(text, origin))?;
         Ok(config)
     }
 

@@ -38,6 +38,15 @@ pub(crate) struct StateTasks {
     held: RefCell<HashMap<TaskId, Lease>>,
 }
 
+/// Gives this state a task service built elsewhere (a benchmark over another backend); the
+/// state's `dreamos.tasks` then uses it instead of opening the configured store.
+pub(crate) fn install(lua: &Lua, tasks: Tasks) {
+    lua.set_app_data(StateTasks {
+        tasks,
+        held: RefCell::new(HashMap::new()),
+    });
+}
+
 pub fn module(lua: &Lua) -> mlua::Result<Table> {
     held::install(lua)?;
     let m = lua.create_table()?;

@@ -17,8 +17,12 @@
 //! the bus owns the clock (tokio time, so tests can pause it), the store only records.
 
 pub mod agent_types;
+pub mod backend;
 pub mod bus_types;
+pub mod postgres;
 pub mod sqlite;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,7 +30,9 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 
 pub use agent_types::*;
+pub use backend::{AnyStore, StoreTarget};
 pub use bus_types::*;
+pub use postgres::{PgOptions, PgStore};
 pub use sqlite::SqliteStore;
 
 /// Milliseconds since the Unix epoch, as stored in every timestamp column.
@@ -97,6 +103,18 @@ pub enum StoreError {
         what: &'static str,
         path: PathBuf,
         detail: String,
+    },
+    /// A PostgreSQL statement, connection or migration failed. `db` is the connection URL
+    /// with any password masked.
+    #[error(
+        "{what} failed in PostgreSQL database {db}: {}",
+        postgres::describe(source)
+    )]
+    Postgres {
+        what: std::borrow::Cow<'static, str>,
+        db: String,
+        #[source]
+        source: tokio_postgres::Error,
     },
     #[error("{what}: {source}")]
     Io {

@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use super::*;
 
+on_each_backend! {
 #[tokio::test]
 async fn fifo_within_a_channel() {
     let (_dir, bus) = bus().await;
@@ -216,16 +217,15 @@ async fn broadcast_reaches_every_known_inbox_but_the_senders() {
 
 #[tokio::test]
 async fn an_inbox_fills_while_its_agent_is_away_and_a_reopened_bus_sees_it() {
-    let dir = tempfile::tempdir().expect("dir");
-    let path = dir.path().join("bus.db");
+    let (db, store) = TestDb::open().await;
     {
-        let store = open_sqlite(&path).await.expect("open");
-        let bus = Bus::new(store, BusConfig::default()).expect("bus");
+        let bus = Bus::new(store.bus(), BusConfig::default()).expect("bus");
         send(&bus, "agent:sleeper", payload(1)).await;
         send(&bus, "agent:sleeper", payload(2)).await;
     }
-    let store = open_sqlite(&path).await.expect("reopen");
-    let bus = Bus::new(store, BusConfig::default()).expect("bus");
+    drop(store);
+    let store = db.open_again().await;
+    let bus = Bus::new(store.bus(), BusConfig::default()).expect("bus");
     assert_eq!(n(&recv(&bus, "agent:sleeper").await), 1);
     assert_eq!(n(&recv(&bus, "agent:sleeper").await), 2);
 }
@@ -291,4 +291,5 @@ async fn released_prefetch_is_visible_at_once_without_an_attempt() {
         0,
         "nothing left to release"
     );
+}
 }

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::*;
 
+on_each_backend! {
 #[tokio::test(start_paused = true)]
 async fn history_filters_by_channel_agent_time_and_limit() {
     let (_dir, bus) = bus().await;
@@ -247,4 +248,5 @@ async fn stats_show_depth_in_flight_and_totals() {
     );
     assert_eq!((stats.queued, stats.in_flight, stats.total), (3, 1, 4));
     bus.ack(&held).await.expect("ack");
+}
 }

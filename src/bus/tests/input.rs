@@ -8,6 +8,7 @@ async fn nothing_stored(bus: &Bus) {
     assert_eq!(bus.stats().await.expect("stats").total, 0);
 }
 
+on_each_backend! {
 #[tokio::test]
 async fn bad_channels_are_refused_before_storing() {
     let (_dir, bus) = bus().await;
@@ -136,6 +137,7 @@ async fn a_broadcast_with_no_known_agents_says_why() {
     nothing_stored(&bus).await;
 }
 
+}
 #[test]
 fn an_invalid_config_is_refused() {
     let dir = tempfile::tempdir().expect("dir");

@@ -1,5 +1,7 @@
-//! Bus behaviour through its public API, on a real SQLite store in a temp directory.
-//! Time-dependent tests run on tokio's paused clock: they never sleep for real.
+//! Bus behaviour through its public API, on a real store: each test in
+//! `on_each_backend!` runs on SQLite (a file in a temp directory) and on PostgreSQL (a
+//! fresh schema); see `store::testing`. Time-dependent tests run on tokio's paused clock:
+//! they never sleep for real.
 
 mod crash;
 mod delivery;
@@ -8,24 +10,21 @@ mod input;
 mod pubsub;
 mod retry;
 
-use std::sync::Arc;
-
 use serde_json::{json, Value};
 
 use super::*;
 use crate::store::open_sqlite;
+use crate::store::testing::{on_each_backend, TestDb};
 
-/// A bus on a fresh database; keep the `TempDir` alive for the test's duration.
-async fn bus_with(config: BusConfig) -> (tempfile::TempDir, Bus) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = open_sqlite(&dir.path().join("bus.db"))
-        .await
-        .expect("open store");
-    let bus = Bus::new(store as Arc<dyn crate::store::BusStore>, config).expect("bus");
-    (dir, bus)
+/// A bus on a fresh database of the running test's backend; keep the `TestDb` alive for
+/// the test's duration.
+async fn bus_with(config: BusConfig) -> (TestDb, Bus) {
+    let (db, store) = TestDb::open().await;
+    let bus = Bus::new(store.bus(), config).expect("bus");
+    (db, bus)
 }
 
-async fn bus() -> (tempfile::TempDir, Bus) {
+async fn bus() -> (TestDb, Bus) {
     bus_with(BusConfig::default()).await
 }
 

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::*;
 
+on_each_backend! {
 #[tokio::test]
 async fn publish_fans_out_to_every_matching_pattern() {
     let (_dir, bus) = bus().await;
@@ -130,4 +131,5 @@ async fn a_request_nobody_answers_times_out_and_replying_to_a_plain_message_is_r
         .await
         .expect_err("not a request");
     assert_eq!(err.kind(), "not_a_request");
+}
 }

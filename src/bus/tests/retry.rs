@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::*;
 
+on_each_backend! {
 #[tokio::test(start_paused = true)]
 async fn nacked_messages_come_back_on_an_exponential_schedule() {
     let config = BusConfig {
@@ -242,4 +243,5 @@ async fn dead_letters_can_be_retried_one_or_all_and_purged() {
     assert_eq!(bus.purge_dead().await.expect("purge"), 2);
     let stats = bus.stats().await.expect("stats");
     assert_eq!((stats.dead, stats.total), (0, 1));
+}
 }

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::runtime::{self, StateOptions};
-use crate::store::{SqliteStore, TaskStore};
+use crate::store::{AnyStore, StoreTarget};
 use crate::tasks::{NewTask, Priority};
 
 #[derive(Debug, Args)]
@@ -46,10 +46,11 @@ pub struct TaskBenchArgs {
     /// followed by a top-up, so the backlog stays near its size).
     #[arg(long, default_value_t = 5000)]
     pub claims: usize,
-    /// Database to use (default: a temporary one, deleted afterwards). The benchmark's
-    /// tasks stay in it, so do not point it at a production store.
-    #[arg(long, value_name = "PATH")]
-    pub store: Option<PathBuf>,
+    /// Database to use: `sqlite:PATH` (or a plain path) or `postgres:URL` (default: a
+    /// temporary SQLite file, deleted afterwards). The benchmark's tasks stay in it, so do
+    /// not point it at a production store.
+    #[arg(long, value_name = "BACKEND:WHERE", value_parser = StoreTarget::parse)]
+    pub store: Option<StoreTarget>,
 }
 
 pub fn run(config: Arc<Config>, args: TaskBenchArgs) -> anyhow::Result<ExitCode> {
@@ -60,21 +61,27 @@ pub fn run(config: Arc<Config>, args: TaskBenchArgs) -> anyhow::Result<ExitCode>
         Some(_) => None,
         None => Some(Scratch::new()?),
     };
-    let path = match (&args.store, &scratch) {
-        (Some(path), _) => path.clone(),
-        (None, Some(dir)) => dir.0.join("bench.db"),
+    let target = match (&args.store, &scratch) {
+        (Some(target), _) => target.clone(),
+        (None, Some(dir)) => StoreTarget::Sqlite(dir.0.join("bench.db")),
         (None, None) => bail!("no database to benchmark on"),
     };
-    runtime::block_on(runs(config, args, &path))??;
+    runtime::block_on(runs(config, args, &target))??;
     drop(scratch);
     Ok(ExitCode::SUCCESS)
 }
 
-async fn runs(config: Arc<Config>, args: TaskBenchArgs, path: &Path) -> anyhow::Result<()> {
-    let store = crate::store::open_sqlite(path)
+async fn runs(
+    config: Arc<Config>,
+    args: TaskBenchArgs,
+    target: &StoreTarget,
+) -> anyhow::Result<()> {
+    let store = target
+        .open()
         .await
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    let bus = Bus::new(store.clone(), config.bus.clone())?;
+        .with_context(|| format!("cannot open the store ({})", target.describe()))?;
+    let bus = Bus::new(store.bus(), config.bus.clone())?;
+    println!("store: {}", target.describe());
     println!(
         "durable add -> claim -> complete from Lua: {} cycles, {} workers x {} lanes",
         args.cycles, args.workers, args.lanes
@@ -124,7 +131,9 @@ async fn runs(config: Arc<Config>, args: TaskBenchArgs, path: &Path) -> anyhow::
         let added = fill(&store, backlog.saturating_sub(ready)).await?;
         ready += added;
         let fill_time = fill_started.elapsed();
-        settle(path).await?;
+        if let StoreTarget::Sqlite(path) = target {
+            settle(path).await?;
+        }
         // Claims come in rounds of at most a quarter of the smallest backlog (the same at
         // every backlog, so the runs compare), each followed by a top-up, so every claim
         // sees between 3/4 of the backlog and all of it. The first round only warms up (the
@@ -174,12 +183,7 @@ async fn runs(config: Arc<Config>, args: TaskBenchArgs, path: &Path) -> anyhow::
 
 /// A sandboxed state sharing the benchmark's store and bus (so their claims wake each
 /// other, as agents in one daemon do).
-fn state(
-    config: &Arc<Config>,
-    name: &str,
-    store: &Arc<SqliteStore>,
-    bus: &Bus,
-) -> anyhow::Result<Lua> {
+fn state(config: &Arc<Config>, name: &str, store: &AnyStore, bus: &Bus) -> anyhow::Result<Lua> {
     let lua = runtime::new_state(
         config.clone(),
         StateOptions {
@@ -189,9 +193,16 @@ fn state(
     )?;
     let h = runtime::host(&lua).map_err(|e| anyhow::anyhow!("{e}"))?;
     // A fresh state: both cells are empty, so setting them cannot fail.
-    let _ = h.store.set(store.clone());
     let _ = h.bus.set(bus.clone());
     drop(h);
+    // The task service over this store and bus; scripts would otherwise open the
+    // configured store (always SQLite, until commands are moved to `StoreTarget`).
+    let tasks = crate::tasks::Tasks::new(store.tasks(), bus.clone(), config.tasks.clone())?;
+    crate::lua::tasks::install(&lua, tasks);
+    if let AnyStore::Sqlite(store) = store {
+        let h = runtime::host(&lua).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let _ = h.store.set(store.clone());
+    }
     Ok(lua)
 }
 
@@ -214,7 +225,7 @@ async fn settle(path: &Path) -> anyhow::Result<()> {
 }
 
 /// Adds `n` ready tasks in transactions of 10,000; returns `n`.
-async fn fill(store: &Arc<SqliteStore>, n: usize) -> anyhow::Result<usize> {
+async fn fill(store: &AnyStore, n: usize) -> anyhow::Result<usize> {
     const BATCH: usize = 10_000;
     let now = chrono::Utc::now().timestamp_millis();
     let mut left = n;
@@ -235,7 +246,7 @@ async fn fill(store: &Arc<SqliteStore>, n: usize) -> anyhow::Result<usize> {
                 depends_on: Vec::new(),
             })
             .collect();
-        if let Err(refused) = store.insert_tasks(batch, now).await? {
+        if let Err(refused) = store.tasks().insert_tasks(batch, now).await? {
             bail!("backlog insert refused: {refused:?}");
         }
         left -= count;

@@ -1,6 +1,7 @@
 use std::sync::Arc;
 
 use super::*;
+use crate::store::testing::{on_each_backend, TestDb};
 use crate::store::{open_sqlite, KvStore};
 
 async fn temp_store() -> (tempfile::TempDir, Arc<SqliteStore>) {
@@ -162,9 +163,11 @@ async fn errors_name_the_database() {
     assert!(text.contains(&*dir.path().to_string_lossy()), "{text}");
 }
 
+on_each_backend! {
 #[tokio::test]
 async fn kv_round_trips_json_per_namespace() {
-    let (_dir, store) = temp_store().await;
+    let (_db, store) = TestDb::open().await;
+    let store = store.kv();
     let value = serde_json::json!({"count": 3, "names": ["a", "b"]});
     store
         .kv_set("scout", "state", value.clone())
@@ -189,4 +192,5 @@ async fn kv_round_trips_json_per_namespace() {
         .await
         .expect("delete again"));
     assert_eq!(store.kv_get("scout", "state").await.expect("get"), None);
+}
 }

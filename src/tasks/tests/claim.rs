@@ -11,6 +11,7 @@ fn with_priority(title: &str, priority: Priority) -> TaskSpec {
     }
 }
 
+on_each_backend! {
 #[tokio::test]
 async fn highest_priority_first_then_oldest_first() {
     let (_dir, tasks) = service().await;
@@ -157,8 +158,8 @@ async fn a_waiting_claim_is_woken_by_an_add_in_this_process() {
     assert!(started.elapsed() >= Duration::from_secs(5));
 }
 
-/// Many claimers, in two "processes" (two stores, two writers on one file): every task is
-/// handed out exactly once.
+/// Many claimers, in two "processes" (two stores on one database: two writers on one
+/// file, or two connection pools): every task is handed out exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_claimers_never_get_the_same_task() {
     let (dir, tasks) = service().await;
@@ -167,9 +168,7 @@ async fn concurrent_claimers_never_get_the_same_task() {
     for i in 0..TASKS {
         add(&tasks, &format!("job {i}")).await;
     }
-    let second_store = open_sqlite(&dir.path().join("tasks.db"))
-        .await
-        .expect("open");
+    let second_store = dir.open_again().await;
     let other = over(second_store, TasksConfig::default());
     let mut handles = Vec::new();
     for c in 0..CLAIMERS {
@@ -199,4 +198,5 @@ async fn concurrent_claimers_never_get_the_same_task() {
         tasks.counts().await.expect("counts"),
         vec![(Status::Done, TASKS as u64)]
     );
+}
 }

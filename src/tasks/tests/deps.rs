@@ -17,6 +17,7 @@ async fn finish(tasks: &Tasks, id: TaskId) {
     tasks.complete(&lease(&t), None).await.expect("complete");
 }
 
+on_each_backend! {
 #[tokio::test]
 async fn dependents_become_ready_when_their_last_dependency_is_done() {
     let (_dir, tasks) = service().await;
@@ -80,6 +81,7 @@ async fn a_missing_dependency_is_refused() {
     assert!(tasks.counts().await.expect("counts").is_empty());
 }
 
+}
 const PLAN: &str = r#"
 [[task]]
 id = "ship"
@@ -101,6 +103,7 @@ id = "docs"
 title = "Docs"
 "#;
 
+on_each_backend! {
 #[tokio::test]
 async fn a_plan_loads_in_dependency_order_with_symbols_resolved() {
     let (_dir, tasks) = service().await;
@@ -164,4 +167,5 @@ async fn a_plan_with_a_cycle_or_a_bad_reference_stores_nothing() {
         "bad depends on task 777, which does not exist"
     );
     assert!(tasks.counts().await.expect("counts").is_empty());
+}
 }

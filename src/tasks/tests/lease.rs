@@ -9,6 +9,7 @@ fn leased(agent: &str, secs: u64) -> ClaimRequest {
     }
 }
 
+on_each_backend! {
 #[tokio::test(start_paused = true)]
 async fn a_lapsed_lease_puts_the_task_back_with_its_attempt_counted() {
     let (_dir, tasks) = service().await;
@@ -177,4 +178,5 @@ async fn a_waiting_claim_wakes_when_a_lease_lapses() {
     assert_eq!((t.id, t.attempts), (id, 2));
     let waited = started.elapsed();
     assert!(waited >= 3 * SECOND && waited < 5 * SECOND, "{waited:?}");
+}
 }

@@ -3,6 +3,7 @@
 
 use super::*;
 
+on_each_backend! {
 #[tokio::test]
 async fn a_task_goes_ready_claimed_running_done_with_events() {
     let (_dir, tasks) = service().await;
@@ -232,4 +233,5 @@ async fn the_event_log_is_pruned_to_the_newest_events_but_tasks_stay() {
         tasks.counts().await.expect("counts"),
         vec![(Status::Ready, 6)]
     );
+}
 }

@@ -1,35 +1,34 @@
-//! The task service through its public API, on a real SQLite store in a temp directory.
-//! Time-dependent tests run on tokio's paused clock: they never sleep for real.
+//! The task service through its public API, on a real store: each test in
+//! `on_each_backend!` runs on SQLite (a file in a temp directory) and on PostgreSQL (a
+//! fresh schema); see `store::testing`. Time-dependent tests run on tokio's paused clock:
+//! they never sleep for real.
 
 mod claim;
 mod deps;
 mod lease;
 mod lifecycle;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
 use crate::bus::BusConfig;
-use crate::store::{open_sqlite, SqliteStore};
+use crate::store::testing::{on_each_backend, TestDb, TestStore};
 
-/// A service on a fresh database; keep the `TempDir` alive for the test's duration.
-async fn service() -> (tempfile::TempDir, Tasks) {
+/// A service on a fresh database of the running test's backend; keep the `TestDb` alive
+/// for the test's duration.
+async fn service() -> (TestDb, Tasks) {
     service_with(TasksConfig::default()).await
 }
 
-async fn service_with(config: TasksConfig) -> (tempfile::TempDir, Tasks) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = open_sqlite(&dir.path().join("tasks.db"))
-        .await
-        .expect("open store");
-    (dir, over(store, config))
+async fn service_with(config: TasksConfig) -> (TestDb, Tasks) {
+    let (db, store) = TestDb::open().await;
+    (db, over(store, config))
 }
 
 /// Another service over an existing store (another process, as far as wake-ups go).
-fn over(store: Arc<SqliteStore>, config: TasksConfig) -> Tasks {
-    let bus = Bus::new(store.clone(), BusConfig::default()).expect("bus");
-    Tasks::new(store, bus, config).expect("tasks")
+fn over(store: TestStore, config: TasksConfig) -> Tasks {
+    let bus = Bus::new(store.bus(), BusConfig::default()).expect("bus");
+    Tasks::new(store.tasks(), bus, config).expect("tasks")
 }
 
 fn spec(title: &str) -> TaskSpec {
