@@ -479,3 +479,29 @@ fn misuse_of_an_async_function_points_at_the_script_line() {
         stderr(&out)
     );
 }
+
+/// `dreamos config | head -0`: a reader that went away ends a printing command quietly (as
+/// SIGPIPE ends `cat`), instead of a Rust panic about failed printing.
+#[test]
+fn a_closed_stdout_pipe_ends_a_printing_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dreamos"))
+        .current_dir(dir.path())
+        .env_remove("DREAMOS_CONFIG")
+        .arg("config")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("dreamos config");
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?} {err}",
+        out.status
+    );
+}

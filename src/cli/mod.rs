@@ -117,6 +117,9 @@ pub fn dispatch(cli: Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if prints_only(&cli.command) {
+        restore_sigpipe();
+    }
     let result = match cli.command {
         Command::Run(args) => run::run(config, args),
         Command::Check { files } => run::check(&config, &files),
@@ -152,6 +155,34 @@ pub fn dispatch(cli: Cli) -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// Commands whose output is meant for a terminal or a pipe (`dreamos log tail | head`) and
+/// that write to no pipe of their own (no child processes fed through stdin).
+fn prints_only(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Config
+            | Command::Store { .. }
+            | Command::Task { .. }
+            | Command::Social { .. }
+            | Command::Log { .. }
+            | Command::Bus { .. }
+            | Command::Agent { .. }
+    )
+}
+
+/// Rust ignores SIGPIPE, so `println!` to a closed pipe panics ("failed printing to
+/// stdout"). For commands that only print, the default disposition is what a user of
+/// `| head` expects: the process ends quietly when the reader goes away. Sockets are not
+/// affected (they are written with MSG_NOSIGNAL); commands that feed child processes
+/// (`run`, `serve`, `repl`, `schedule`, `bench`) keep ignoring it and get EPIPE instead.
+fn restore_sigpipe() {
+    // SAFETY: setting a signal disposition to SIG_DFL at start-up, before any thread is
+    // spawned, has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
