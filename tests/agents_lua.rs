@@ -513,3 +513,58 @@ return require("dreamos.agent").define {
     })
     .await;
 }
+
+/// What an agent's state runs in the background (a bus subscription, a `dreamos.spawn`
+/// loop) ends with the agent: a stopped agent does not go on reacting to publications.
+#[tokio::test]
+async fn a_stopped_agent_leaves_no_subscription_or_spawned_loop_behind() {
+    local(async {
+        let w = world().await;
+        w.add(
+            "listener",
+            r#"
+local agent = require("dreamos.agent")
+local bus = require("dreamos.bus")
+local time = require("dreamos.time")
+local dreamos = require("dreamos")
+return agent.define {
+  name = "listener",
+  on_start = function(self)
+    bus.subscribe("news.*", function(m) end)
+    dreamos.spawn(function()
+      while true do
+        bus.subscribe("ticks", function(m) end):cancel()
+        time.sleep(0.01)
+      end
+    end)
+  end,
+  on_message = function(self, msg) assert(self:reply(msg, { ok = true })) end,
+}
+"#,
+            None,
+        )
+        .await;
+        assert_eq!(w.ask("listener", json!({})).await, json!({"ok": true}));
+        assert!(w.bus.subscriber_count() >= 1, "the agent subscribed");
+        w.sup.stop("listener", "done").await.expect("stop");
+        // The spawned loop would subscribe again within 10 ms if it still ran.
+        for _ in 0..200 {
+            if w.bus.subscriber_count() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert_eq!(
+            w.bus.subscriber_count(),
+            0,
+            "subscriptions outlived the agent"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            w.bus.subscriber_count(),
+            0,
+            "a spawned loop outlived the agent"
+        );
+    })
+    .await;
+}

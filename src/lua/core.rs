@@ -117,6 +117,7 @@ fn spawn(lua: &Lua, (func, args): (Value, MultiValue)) -> mlua::Result<TaskHandl
             message
         })
     });
+    tracker.keep(&handle);
     Ok(TaskHandle {
         state: Rc::new(RefCell::new(Outcome::Running(handle))),
     })

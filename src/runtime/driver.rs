@@ -62,11 +62,22 @@ impl std::fmt::Display for ScriptError {
 
 impl std::error::Error for ScriptError {}
 
-/// Counts running `dreamos.spawn` tasks so `run` can wait for them to finish.
+/// Counts running `dreamos.spawn` tasks so `run` can wait for them to finish, and keeps
+/// the background tasks of a state (spawned tasks, subscriptions) so that whoever ends the
+/// state early (an agent stopping) can end them too: they hold the state, and would keep
+/// running, and keep it in memory, after the agent stopped.
 #[derive(Default)]
 pub struct SpawnTracker {
     running: std::cell::Cell<usize>,
     idle: Notify,
+    background: std::cell::RefCell<Vec<Background>>,
+}
+
+/// A background task and what else ends it (a subscription also unsubscribes, which its
+/// task would have done had it ended by itself).
+struct Background {
+    task: tokio::task::AbortHandle,
+    on_abort: Option<Box<dyn FnOnce()>>,
 }
 
 /// Held by a running task; dropping it marks the task finished.
@@ -83,6 +94,37 @@ impl SpawnTracker {
     pub fn start(self: &Rc<Self>) -> Running {
         self.running.set(self.running.get() + 1);
         Running(self.clone())
+    }
+
+    /// Remembers a background task of this state, to be ended by [`abort_all`].
+    ///
+    /// [`abort_all`]: SpawnTracker::abort_all
+    pub fn keep<T>(&self, task: &tokio::task::JoinHandle<T>) {
+        self.keep_with(task, None);
+    }
+
+    /// Like [`keep`](SpawnTracker::keep), with something more to do when it is aborted.
+    pub fn keep_with<T>(
+        &self,
+        task: &tokio::task::JoinHandle<T>,
+        on_abort: Option<Box<dyn FnOnce()>>,
+    ) {
+        let mut background = self.background.borrow_mut();
+        background.retain(|b| !b.task.is_finished());
+        background.push(Background {
+            task: task.abort_handle(),
+            on_abort,
+        });
+    }
+
+    /// Ends every background task still running (the state's owner is done with it).
+    pub fn abort_all(&self) {
+        for b in self.background.take() {
+            b.task.abort();
+            if let Some(f) = b.on_abort {
+                f();
+            }
+        }
     }
 
     fn finished(&self) {

@@ -31,6 +31,16 @@ pub(super) struct Instance {
     pub(super) stall: Option<Duration>,
 }
 
+/// The agent's life is over: end what its state still runs in the background (spawned
+/// tasks, bus subscriptions), so a stopped agent neither acts nor stays in memory.
+impl Drop for LuaAgent {
+    fn drop(&mut self) {
+        if let Ok(h) = crate::runtime::host(&self.0.lua) {
+            h.spawned.abort_all();
+        }
+    }
+}
+
 impl Instance {
     /// Runs handler `name` (if the script defined it) with `self` and `args` in a coroutine
     /// of its own, then saves `self.state` if it changed. Also returns a `self:stop()`

@@ -108,9 +108,9 @@ pub(super) async fn subscribe(
         sub: RefCell::new(Some(sub)),
         cancelled: Notify::new(),
     });
-    let (meter, script) = {
+    let (meter, script, tracker) = {
         let h = host(&lua)?;
-        (h.meter.clone(), h.script.clone())
+        (h.meter.clone(), h.script.clone(), h.spawned.clone())
     };
     let next = lua.create_async_function({
         let shared = shared.clone();
@@ -145,7 +145,7 @@ pub(super) async fn subscribe(
     let weak = lua.weak();
     let task_shared = shared.clone();
     let task_pattern = pattern.clone();
-    tokio::task::spawn_local(async move {
+    let task = tokio::task::spawn_local(async move {
         if let Err(e) = Metered::new(meter, run).await {
             let message = match weak.try_upgrade() {
                 Some(lua) => lua_error(&lua, e, Some(&thread)).to_string(),
@@ -159,6 +159,13 @@ pub(super) async fn subscribe(
         }
         task_shared.cancel();
     });
+    let on_abort = shared.clone();
+    tracker.keep_with(
+        &task,
+        Some(Box::new(move || {
+            on_abort.cancel();
+        })),
+    );
     let handle = lua.create_userdata(SubscriptionHandle { shared, pattern })?;
     Ok(MultiValue::from_iter([Value::UserData(handle)]))
 }
