@@ -110,44 +110,6 @@ fn qualified(section: &Option<String>, key: &str) -> String {
     }
 }
 
-/// Gives a validation error of a `[social...]` key the line it is on (`file:line: key:
-/// problem`), found from the key's table header; others are returned unchanged.
-pub(super) fn locate(err: ConfigError, text: &str) -> ConfigError {
-    let ConfigError::Invalid {
-        origin,
-        key,
-        message,
-    } = err
-    else {
-        return err;
-    };
-    let line = key
-        .strip_prefix("social.")
-        .and_then(|_| key.rsplit_once('.'))
-        .and_then(|(table, field)| {
-            let header = format!("[{table}]");
-            let lines: Vec<&str> = text.lines().collect();
-            let start = lines.iter().position(|l| l.trim() == header)?;
-            let found = lines[start + 1..].iter().position(|l| {
-                let l = l.trim_start();
-                l.starts_with(field) && l[field.len()..].trim_start().starts_with('=')
-            });
-            Some(found.map_or(start + 1, |i| start + 2 + i))
-        });
-    match line {
-        Some(line) => ConfigError::Parse {
-            origin,
-            line,
-            message: format!("{key}: {message}"),
-        },
-        None => ConfigError::Invalid {
-            origin,
-            key,
-            message,
-        },
-    }
-}
-
 /// Finds the line of `key = ...` in `[section]` of a configuration file, so that errors
 /// found after parsing (a value of the right type that is still wrong) name `file:line`.
 pub(crate) struct KeyLines<'a> {
@@ -175,6 +137,47 @@ impl<'a> KeyLines<'a> {
             }
         }
         None
+    }
+
+    /// The 1-based line of the `[section]` header, if the file has it.
+    fn header_of(&self, section: &str) -> Option<usize> {
+        let header = format!("[{section}]");
+        self.text
+            .lines()
+            .position(|l| l.trim() == header)
+            .map(|i| i + 1)
+    }
+
+    /// Gives a validation error of a `[social...]` key the line it is on (`file:line: key:
+    /// problem`): the key's own line, or its table's header when the key is missing. Other
+    /// errors are returned unchanged.
+    pub(crate) fn locate(&self, err: ConfigError) -> ConfigError {
+        let ConfigError::Invalid {
+            origin,
+            key,
+            message,
+        } = err
+        else {
+            return err;
+        };
+        let line = key
+            .strip_prefix("social.")
+            .and_then(|_| key.rsplit_once('.'))
+            .and_then(|(table, field)| {
+                self.line_of(table, field).or_else(|| self.header_of(table))
+            });
+        match line {
+            Some(line) => ConfigError::Parse {
+                origin,
+                line,
+                message: format!("{key}: {message}"),
+            },
+            None => ConfigError::Invalid {
+                origin,
+                key,
+                message,
+            },
+        }
     }
 
     /// An error about `section.key`: `file:line: section.key: message` when the file sets

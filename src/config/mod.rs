@@ -314,13 +314,12 @@ impl Config {
         let config: Config =
             toml::from_str(text).map_err(|e| errors::from_toml(&e, text, origin))?;
         let found = overrides::collect(vars);
+        let lines = errors::KeyLines::new(text, origin);
         if found.is_empty() {
             config
                 .validate(&origin.display().to_string())
-                .map_err(|e| errors::locate(e, text))?;
-            config
-                .store
-                .validate(&errors::KeyLines::new(text, origin))?;
+                .map_err(|e| lines.locate(e))?;
+            config.store.validate(&lines)?;
             return Ok(config);
         }
         let mut table: toml::Table =
@@ -331,9 +330,7 @@ impl Config {
             .try_into::<Config>()
             .map_err(|e| overrides::error(&e, &found))?;
         config.validate("environment")?;
-        config
-            .store
-            .validate(&errors::KeyLines::new(text, origin))?;
+        config.store.validate(&lines)?;
         Ok(config)
     }
 
