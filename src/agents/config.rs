@@ -21,10 +21,7 @@ pub struct DaemonConfig {
     pub port: u16,
     /// How long a graceful stop (SIGTERM, Ctrl-C) waits for agents' `on_stop` and the
     /// messages in flight before exiting anyway. Default `"30s"`.
-    #[serde(
-        deserialize_with = "crate::units::serde::de_duration",
-        serialize_with = "crate::units::serde::ser_duration"
-    )]
+    #[serde(with = "crate::units::serde::duration")]
     pub shutdown_timeout: Duration,
 }
 
@@ -58,22 +55,19 @@ pub struct AgentConfig {
     pub max_restarts: Option<u32>,
     #[serde(
         default,
-        deserialize_with = "crate::units::serde::de_opt_duration",
-        serialize_with = "crate::units::serde::ser_opt_duration",
+        with = "crate::units::serde::opt_duration",
         skip_serializing_if = "Option::is_none"
     )]
     pub restart_window: Option<Duration>,
     #[serde(
         default,
-        deserialize_with = "crate::units::serde::de_opt_duration",
-        serialize_with = "crate::units::serde::ser_opt_duration",
+        with = "crate::units::serde::opt_duration",
         skip_serializing_if = "Option::is_none"
     )]
     pub idle_timeout: Option<Duration>,
     #[serde(
         default,
-        deserialize_with = "crate::units::serde::de_opt_duration",
-        serialize_with = "crate::units::serde::ser_opt_duration",
+        with = "crate::units::serde::opt_duration",
         skip_serializing_if = "Option::is_none"
     )]
     pub resume_after: Option<Duration>,
@@ -81,30 +75,26 @@ pub struct AgentConfig {
     pub max_resumes: Option<u32>,
     #[serde(
         default,
-        deserialize_with = "crate::units::serde::de_opt_duration",
-        serialize_with = "crate::units::serde::ser_opt_duration",
+        with = "crate::units::serde::opt_duration",
         skip_serializing_if = "Option::is_none"
     )]
     pub resume_cooldown: Option<Duration>,
     #[serde(
         default,
-        deserialize_with = "crate::units::serde::de_opt_duration",
-        serialize_with = "crate::units::serde::ser_opt_duration",
+        with = "crate::units::serde::opt_duration",
         skip_serializing_if = "Option::is_none"
     )]
     pub stall_timeout: Option<Duration>,
     #[serde(
         default,
-        deserialize_with = "crate::units::serde::de_opt_duration",
-        serialize_with = "crate::units::serde::ser_opt_duration",
+        with = "crate::units::serde::opt_duration",
         skip_serializing_if = "Option::is_none"
     )]
     pub tick: Option<Duration>,
     /// Memory cap of this agent's Lua state (default: `[sandbox] memory_limit`).
     #[serde(
         default,
-        deserialize_with = "crate::units::serde::de_opt_bytes",
-        serialize_with = "crate::units::serde::ser_opt_bytes",
+        with = "crate::units::serde::opt_bytes",
         skip_serializing_if = "Option::is_none"
     )]
     pub memory_limit: Option<u64>,

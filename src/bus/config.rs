@@ -12,48 +12,30 @@ use serde::{Deserialize, Serialize};
 pub struct BusConfig {
     /// Largest payload (serialized JSON, plus headers) that `send` and `publish` accept.
     /// Default `"1MiB"`.
-    #[serde(
-        deserialize_with = "crate::units::serde::de_bytes",
-        serialize_with = "crate::units::serde::ser_bytes"
-    )]
+    #[serde(with = "crate::units::serde::bytes")]
     pub max_payload: u64,
     /// Deliveries a message gets before it goes to the dead-letter queue, unless `send`
     /// says otherwise. Default 5.
     pub max_attempts: u32,
     /// Delay before the first retry of a failed message; it doubles with each attempt
     /// (with jitter: the actual delay is between half and all of it). Default `"1s"`.
-    #[serde(
-        deserialize_with = "crate::units::serde::de_duration",
-        serialize_with = "crate::units::serde::ser_duration"
-    )]
+    #[serde(with = "crate::units::serde::duration")]
     pub backoff_base: Duration,
     /// Ceiling on that delay. Default `"5m"`.
-    #[serde(
-        deserialize_with = "crate::units::serde::de_duration",
-        serialize_with = "crate::units::serde::ser_duration"
-    )]
+    #[serde(with = "crate::units::serde::duration")]
     pub backoff_max: Duration,
     /// How long a consumer holds a message before it is given to someone else (the
     /// consumer is presumed dead). Default `"30s"`.
-    #[serde(
-        deserialize_with = "crate::units::serde::de_duration",
-        serialize_with = "crate::units::serde::ser_duration"
-    )]
+    #[serde(with = "crate::units::serde::duration")]
     pub visibility_timeout: Duration,
     /// Acknowledged (and expired) messages older than this are pruned from history.
     /// Pending and dead-letter messages are never pruned. Default `"7d"`.
-    #[serde(
-        deserialize_with = "crate::units::serde::de_duration",
-        serialize_with = "crate::units::serde::ser_duration"
-    )]
+    #[serde(with = "crate::units::serde::duration")]
     pub retention_age: Duration,
     /// At most this many acknowledged (and expired) messages are kept. Default 100000.
     pub retention_count: u64,
     /// How often the daemon applies retention. Default `"1m"`.
-    #[serde(
-        deserialize_with = "crate::units::serde::de_duration",
-        serialize_with = "crate::units::serde::ser_duration"
-    )]
+    #[serde(with = "crate::units::serde::duration")]
     pub retention_interval: Duration,
     /// Where `dreamos bus export` writes, relative to the working directory.
     /// Default `"data/message_history.json"`.

@@ -90,18 +90,12 @@ impl Default for RuntimeConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SandboxConfig {
-    #[serde(
-        deserialize_with = "units::de_bytes",
-        serialize_with = "units::ser_bytes"
-    )]
+    #[serde(with = "units::bytes")]
     pub memory_limit: u64,
     /// Lua VM instructions a script may run between two suspensions (a sleep, an I/O wait).
     pub instruction_limit: u64,
     /// Wall-clock limit for `dreamos run`; "0" means none.
-    #[serde(
-        deserialize_with = "units::de_duration",
-        serialize_with = "units::ser_duration"
-    )]
+    #[serde(with = "units::duration")]
     pub timeout: Duration,
     /// Capabilities: `fs:<dir>`, `net:<host>`, `net:*`, `exec`, `env:<VAR>`.
     pub allow: Vec<String>,
@@ -124,16 +118,10 @@ impl Default for SandboxConfig {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScriptOverride {
-    #[serde(
-        deserialize_with = "units::de_opt_bytes",
-        serialize_with = "units::ser_opt_bytes"
-    )]
+    #[serde(with = "units::opt_bytes")]
     pub memory_limit: Option<u64>,
     pub instruction_limit: Option<u64>,
-    #[serde(
-        deserialize_with = "units::de_opt_duration",
-        serialize_with = "units::ser_opt_duration"
-    )]
+    #[serde(with = "units::opt_duration")]
     pub timeout: Option<Duration>,
     pub allow: Vec<String>,
 }
@@ -149,21 +137,12 @@ pub struct LogConfig {
     pub console: String,
     /// Directory of the JSON-lines files; empty disables file logging.
     pub dir: PathBuf,
-    #[serde(
-        deserialize_with = "units::de_bytes",
-        serialize_with = "units::ser_bytes"
-    )]
+    #[serde(with = "units::bytes")]
     pub max_size: u64,
     pub keep: usize,
-    #[serde(
-        deserialize_with = "units::de_duration",
-        serialize_with = "units::ser_duration"
-    )]
+    #[serde(with = "units::duration")]
     pub archive_after: Duration,
-    #[serde(
-        deserialize_with = "units::de_duration",
-        serialize_with = "units::ser_duration"
-    )]
+    #[serde(with = "units::duration")]
     pub delete_after: Duration,
 }
 
@@ -210,17 +189,11 @@ impl Default for StoreConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
-    #[serde(
-        deserialize_with = "units::de_duration",
-        serialize_with = "units::ser_duration"
-    )]
+    #[serde(with = "units::duration")]
     pub timeout: Duration,
     pub user_agent: String,
     /// Largest response body `dreamos.http` reads into memory.
-    #[serde(
-        deserialize_with = "units::de_bytes",
-        serialize_with = "units::ser_bytes"
-    )]
+    #[serde(with = "units::bytes")]
     pub max_body: u64,
 }
 

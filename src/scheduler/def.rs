@@ -52,8 +52,7 @@ pub struct ScheduleDef {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "units::de_opt_duration",
-        serialize_with = "units::ser_opt_duration"
+        with = "units::opt_duration"
     )]
     pub every: Option<Duration>,
     /// One instant: RFC 3339, or local time in `timezone`.
@@ -74,20 +73,12 @@ pub struct ScheduleDef {
     #[serde(default)]
     pub missed: MissedPolicy,
     /// How far back `run_all` catches up. Default one day.
-    #[serde(
-        default = "default_catchup",
-        deserialize_with = "units::de_duration",
-        serialize_with = "units::ser_duration"
-    )]
+    #[serde(default = "default_catchup", with = "units::duration")]
     pub catchup_window: Duration,
     #[serde(default)]
     pub overlap: OverlapPolicy,
     /// Each run starts up to this much after its time (spreads a crowd of schedules).
-    #[serde(
-        default,
-        deserialize_with = "units::de_duration",
-        serialize_with = "units::ser_duration"
-    )]
+    #[serde(default, with = "units::duration")]
     pub jitter: Duration,
     /// Pause the schedule after this many consecutive failures; 0 = never.
     #[serde(default)]

@@ -19,10 +19,7 @@ use crate::units::serde as units;
 pub struct SocialConfig {
     /// A post whose content (account, text, link, media, title) equals one queued or sent
     /// within this window is refused as a duplicate. Default 24 h; 0 turns the check off.
-    #[serde(
-        deserialize_with = "units::de_duration",
-        serialize_with = "units::ser_duration"
-    )]
+    #[serde(with = "units::duration")]
     pub dedup_window: Duration,
     /// Engagement metrics are read this long after posting, once per entry.
     #[serde(deserialize_with = "de_durations", serialize_with = "ser_durations")]
@@ -32,28 +29,16 @@ pub struct SocialConfig {
     /// Attempts a post gets for `unavailable`/`network` failures before it is `dead`.
     pub max_attempts: u32,
     /// First retry delay after a failed attempt; doubles per attempt up to `retry_max`.
-    #[serde(
-        deserialize_with = "units::de_duration",
-        serialize_with = "units::ser_duration"
-    )]
+    #[serde(with = "units::duration")]
     pub retry_base: Duration,
-    #[serde(
-        deserialize_with = "units::de_duration",
-        serialize_with = "units::ser_duration"
-    )]
+    #[serde(with = "units::duration")]
     pub retry_max: Duration,
     /// How long a process may hold a post in `sending` before another one treats it as
     /// abandoned (the sender crashed) and reconciles it with the platform.
-    #[serde(
-        deserialize_with = "units::de_duration",
-        serialize_with = "units::ser_duration"
-    )]
+    #[serde(with = "units::duration")]
     pub send_lease: Duration,
     /// How often the daemon's social worker looks for posts queued by other processes.
-    #[serde(
-        deserialize_with = "units::de_duration",
-        serialize_with = "units::ser_duration"
-    )]
+    #[serde(with = "units::duration")]
     pub poll_interval: Duration,
     /// The accounts, by the name scripts and the CLI use.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -99,11 +84,7 @@ pub struct AccountConfig {
     #[serde(default)]
     pub hourly_max: u32,
     /// Least time between two posts of this account.
-    #[serde(
-        default,
-        deserialize_with = "units::de_duration",
-        serialize_with = "units::ser_duration"
-    )]
+    #[serde(default, with = "units::duration")]
     pub min_gap: Duration,
     /// Credentials and identifiers: `<name>_env = "VAR"` or, for identifiers that are not
     /// secret, `<name> = "value"` (see [`CREDENTIALS`]).

@@ -5,32 +5,30 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::units::serde::{de_bytes, de_duration, ser_bytes, ser_duration};
-
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TasksConfig {
     /// How long a claim holds a task without a heartbeat or progress before it goes back
     /// to `ready` (per claim: `lease = ...`). Default `"1m"`.
-    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    #[serde(with = "crate::units::serde::duration")]
     pub lease: Duration,
     /// Claims a task gets before a failure or a lapsed lease makes it `failed` (per task:
     /// `max_attempts = ...`). Default 3.
     pub max_attempts: u32,
     /// Largest payload or result (serialized JSON) a task may carry. Default `"1MiB"`.
-    #[serde(deserialize_with = "de_bytes", serialize_with = "ser_bytes")]
+    #[serde(with = "crate::units::serde::bytes")]
     pub max_payload: u64,
     /// Transitions kept in the events table that `task watch` and `task show` read; older
     /// ones are pruned. Tasks themselves are never pruned. Default 100000.
     pub event_retention: u64,
     /// A waiting `claim` also re-checks the database this often, to see tasks that
     /// another process added (this process's own adds wake it at once). Default `"1s"`.
-    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    #[serde(with = "crate::units::serde::duration")]
     pub claim_recheck: Duration,
     /// How often `dreamos task watch` looks for new events written by other processes
     /// where it cannot be woken by the database file changing (inotify, Linux).
     /// Default `"250ms"`.
-    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    #[serde(with = "crate::units::serde::duration")]
     pub watch_interval: Duration,
 }
 

@@ -113,3 +113,22 @@ impl<'de> serde::de::Visitor<'de> for UnitVisitor {
         }
     }
 }
+
+// For `#[serde(with = "crate::units::serde::duration")]` and friends: one attribute instead
+// of a `deserialize_with`/`serialize_with` pair on every field.
+
+pub mod duration {
+    pub use super::{de_duration as deserialize, ser_duration as serialize};
+}
+
+pub mod opt_duration {
+    pub use super::{de_opt_duration as deserialize, ser_opt_duration as serialize};
+}
+
+pub mod bytes {
+    pub use super::{de_bytes as deserialize, ser_bytes as serialize};
+}
+
+pub mod opt_bytes {
+    pub use super::{de_opt_bytes as deserialize, ser_opt_bytes as serialize};
+}

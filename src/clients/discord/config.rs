@@ -109,34 +109,22 @@ pub struct DiscordConfig {
     /// Per-command rules, `[discord.commands.run]`.
     pub commands: BTreeMap<CommandName, Rule>,
     /// The cooldown of every command without its own.
-    #[serde(
-        deserialize_with = "units::de_duration",
-        serialize_with = "units::ser_duration"
-    )]
+    #[serde(with = "units::duration")]
     pub cooldown: Duration,
     /// The agent `/captain` talks to, and how long it waits for the answer.
     pub captain: String,
-    #[serde(
-        deserialize_with = "units::de_duration",
-        serialize_with = "units::ser_duration"
-    )]
+    #[serde(with = "units::duration")]
     pub captain_timeout: Duration,
     /// Where per-agent summaries go, and how often. No channel: no summaries.
     pub summary_channel: Option<Snowflake>,
-    #[serde(
-        deserialize_with = "units::de_duration",
-        serialize_with = "units::ser_duration"
-    )]
+    #[serde(with = "units::duration")]
     pub summary_interval: Duration,
     /// Where alerts go when the agent has no route of its own.
     pub alert_channel: Option<Snowflake>,
     /// Or a webhook, by the environment variable holding its URL (the URL is a secret).
     pub alert_webhook_env: Option<String>,
     /// An alert with the same key inside this window is counted, not sent again.
-    #[serde(
-        deserialize_with = "units::de_duration",
-        serialize_with = "units::ser_duration"
-    )]
+    #[serde(with = "units::duration")]
     pub alert_window: Duration,
     /// Alerts sent per minute at most; the rest are folded into the next one.
     pub alerts_per_minute: u32,
@@ -181,8 +169,7 @@ pub struct Rule {
     pub channels: Vec<Snowflake>,
     #[serde(
         default,
-        deserialize_with = "units::de_opt_duration",
-        serialize_with = "units::ser_opt_duration",
+        with = "units::opt_duration",
         skip_serializing_if = "Option::is_none"
     )]
     pub cooldown: Option<Duration>,
