@@ -78,7 +78,7 @@ pub enum Command {
         #[command(subcommand)]
         cmd: agent::AgentCommand,
     },
-    /// Benchmarks: `dreamos bench bus|tasks` measure the bus and the task store end to end.
+    /// Benchmarks: `dreamos bench bus|tasks|scheduler|agents`, the figures in the README.
     Bench {
         #[command(subcommand)]
         cmd: bench::BenchCommand,
