@@ -468,3 +468,41 @@ fn a_refused_token_leaves_the_daemon_running_without_discord() {
     // It never connected to the gateway.
     assert_eq!(fake.shared.state.lock().unwrap().identifies, 0);
 }
+
+/// `global = true` registers the commands for every guild (`/applications/{id}/commands`)
+/// instead of per guild.
+#[test]
+fn global_registration_puts_the_commands_on_the_application() {
+    let fake = FakeDiscord::start(TOKEN);
+    let dir = project(&fake.api_base());
+    let toml = dir.path().join("dreamos.toml");
+    let text = std::fs::read_to_string(&toml).expect("config");
+    let global = text.replace(&format!("guilds = [\"{GUILD_ID}\"]"), "global = true");
+    assert_ne!(text, global, "the test config names its guild");
+    std::fs::write(&toml, global).expect("write config");
+    let mut daemon = Daemon::start(dir.path(), TOKEN);
+    let register = fake
+        .wait_call(WAIT, |c| {
+            c.method == "PUT" && c.path == format!("/applications/{APPLICATION_ID}/commands")
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "commands not registered globally; calls {:#?}\nstderr {}",
+                fake.calls(),
+                daemon.stderr()
+            )
+        });
+    let names: Vec<&str> = register
+        .body
+        .as_array()
+        .expect("array of commands")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert!(names.contains(&"agents"), "{names:?}");
+    assert!(
+        !fake.calls().iter().any(|c| c.path.contains("/guilds/")),
+        "also registered per guild"
+    );
+    daemon.stop();
+}
