@@ -1,6 +1,9 @@
 //! `dreamos serve` driven through the real binary: a daemon on a free port in a temporary
 //! directory, controlled with `dreamos agent ...` as an operator would.
 
+#[path = "support/backend.rs"]
+mod backend;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -13,6 +16,7 @@ fn dreamos(dir: &Path, args: &[&str]) -> Output {
     Command::new(bin())
         .args(args)
         .current_dir(dir)
+        .envs(backend::store_env(dir))
         .env_remove("DREAMOS_CONFIG")
         .env("DREAMOS_LOG_CONSOLE", "off")
         .output()
@@ -39,6 +43,7 @@ impl Daemon {
         let child = Command::new(bin())
             .arg("serve")
             .current_dir(dir)
+            .envs(backend::store_env(dir))
             .env_remove("DREAMOS_CONFIG")
             .env("DREAMOS_LOG_CONSOLE", "off")
             .stdout(Stdio::null())
@@ -143,11 +148,10 @@ fn project(agents: &str) -> tempfile::TempDir {
 
 /// `self.state` of an agent as stored.
 fn stored_state(dir: &Path, agent: &str) -> serde_json::Value {
-    use dreamos::store::AgentStore;
-    let db = dir.join("data/dreamos.db");
+    let dir = dir.to_path_buf();
     let agent = agent.to_string();
     dreamos::runtime::block_on(async move {
-        let store = dreamos::store::open_sqlite(&db).await.expect("open");
+        let store = backend::open(&dir).await;
         store
             .load_agent_state(agent)
             .await
@@ -169,10 +173,8 @@ fn no_daemon_is_a_clear_message() {
     );
 }
 
-#[test]
-fn serve_lists_controls_and_stops_gracefully() {
-    let dir = project(
-        r#"
+/// A running agent and one that waits for an operator to start it.
+const COUNTER_AND_SPARE: &str = r#"
 [[agents]]
 name = "counter"
 script = "counter.lua"
@@ -180,8 +182,11 @@ script = "counter.lua"
 name = "spare"
 script = "counter.lua"
 autostart = false
-"#,
-    );
+"#;
+
+#[test]
+fn serve_lists_controls_and_stops_gracefully() {
+    let dir = project(COUNTER_AND_SPARE);
     let mut d = Daemon::start(dir.path());
     let list = d.agent(&["list"]);
     assert!(list.starts_with("NAME"), "{list}");
@@ -398,6 +403,7 @@ script = "counter.lua"
     let mut child = Command::new(bin())
         .args(["repl", "--attach"])
         .current_dir(dir.path())
+        .envs(backend::store_env(dir.path()))
         .env_remove("DREAMOS_CONFIG")
         .env("DREAMOS_LOG_CONSOLE", "off")
         .stdin(Stdio::piped())
@@ -442,9 +448,9 @@ fn bench_agents_reports_its_numbers() {
 
 /// Messages acknowledged so far, as stored.
 fn acked(dir: &Path) -> u64 {
-    let db = dir.join("data/dreamos.db");
+    let dir = dir.to_path_buf();
     dreamos::runtime::block_on(async move {
-        let store = dreamos::store::open_sqlite(&db).await.expect("open");
+        let store = backend::open(&dir).await;
         let bus = dreamos::bus::Bus::new(
             store as std::sync::Arc<dyn dreamos::store::BusStore>,
             dreamos::bus::BusConfig::default(),
@@ -506,4 +512,50 @@ for i = 1, 61 do bus.send("agent:quick", i == 31 and "hold" or "x") end
         acked(dir.path()) == 61
     });
     drop(d);
+}
+
+#[test]
+fn a_lone_node_holds_every_agent_lists_itself_and_releases_on_stop() {
+    let dir = project(COUNTER_AND_SPARE);
+    let config = std::fs::read_to_string(dir.path().join("dreamos.toml")).expect("config");
+    let config = config.replace("port = 0", "port = 0\nnode = \"solo\"\nlease = \"3s\"");
+    std::fs::write(dir.path().join("dreamos.toml"), config).expect("config");
+    let mut d = Daemon::start(dir.path());
+    let list = d.agent(&["list"]);
+    assert!(list.lines().next().unwrap_or("").contains("NODE"), "{list}");
+    for (agent, state) in [("counter", "running"), ("spare", "stopped")] {
+        assert!(
+            list.lines()
+                .any(|l| l.starts_with(agent) && l.contains(state) && l.contains("solo")),
+            "{list}"
+        );
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&d.agent(&["list", "--json"])).expect("json");
+    assert!(
+        json.as_array()
+            .is_some_and(|rows| rows.iter().all(|r| r["node"] == "solo")),
+        "{json}"
+    );
+    let leases = || {
+        let dir = dir.path().to_path_buf();
+        dreamos::runtime::block_on(async move {
+            let store = backend::open(&dir).await;
+            let leases = store.leases().await.expect("leases");
+            let nodes = store.nodes().await.expect("nodes");
+            (leases, nodes)
+        })
+        .expect("runtime")
+    };
+    let (held, nodes) = leases();
+    let names: Vec<&str> = held.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["agent:counter", "agent:spare"]);
+    assert!(held.iter().all(|l| l.node == "solo"));
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(nodes[0].node, "solo");
+
+    let (status, stderr) = d.terminate();
+    assert!(status.success(), "exit {status:?}: {stderr}");
+    let (held, nodes) = leases();
+    assert!(held.is_empty() && nodes.is_empty(), "{held:?} {nodes:?}");
 }

@@ -9,6 +9,9 @@
 //! Waiting is always for progress (lines in a file or on a pipe) in bounded loops, never for
 //! a fixed time.
 
+#[path = "support/backend.rs"]
+mod backend;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -57,6 +60,7 @@ fn setup() -> tempfile::TempDir {
 fn dreamos(dir: &Path, args: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_dreamos"))
         .current_dir(dir)
+        .envs(backend::store_env(dir))
         .env_remove("DREAMOS_CONFIG")
         .env("DREAMOS_LOG_CONSOLE", "off")
         .args(args)
@@ -151,6 +155,7 @@ fn consumed(dir: &Path) -> BTreeMap<u64, usize> {
 fn assert_all_acked(dir: &Path, total: usize) {
     let out = Command::new(env!("CARGO_BIN_EXE_dreamos"))
         .current_dir(dir)
+        .envs(backend::store_env(dir))
         .env_remove("DREAMOS_CONFIG")
         .env("DREAMOS_LOG_CONSOLE", "off")
         .args(["bus", "stats", "--json"])

@@ -2,6 +2,9 @@
 //! them: each test in its own temporary directory (its own `data/dreamos.db`), with Lua
 //! scripts run by `dreamos run` playing the consumer where one is needed.
 
+#[path = "support/backend.rs"]
+mod backend;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Output, Stdio};
@@ -13,6 +16,7 @@ use assert_cmd::Command;
 fn dreamos(dir: &Path) -> Command {
     let mut cmd = Command::cargo_bin("dreamos").expect("binary built");
     cmd.current_dir(dir)
+        .envs(backend::store_env(dir))
         .env_remove("DREAMOS_CONFIG")
         .env("DREAMOS_LOG_CONSOLE", "off");
     cmd
@@ -63,6 +67,7 @@ fn lua(dir: &Path, code: &str) -> String {
 fn spawn(dir: &Path, args: &[&str]) -> Child {
     std::process::Command::new(assert_cmd::cargo::cargo_bin("dreamos"))
         .current_dir(dir)
+        .envs(backend::store_env(dir))
         .env_remove("DREAMOS_CONFIG")
         .env("DREAMOS_LOG_CONSOLE", "off")
         .args(args)

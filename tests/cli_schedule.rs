@@ -3,6 +3,9 @@
 //! run/history/rm on the store, and configured schedules refused when their script is
 //! missing. Each test works in its own temporary directory.
 
+#[path = "support/backend.rs"]
+mod backend;
+
 use std::path::Path;
 use std::process::Output;
 
@@ -11,6 +14,7 @@ use assert_cmd::Command;
 fn dreamos(dir: &Path) -> Command {
     let mut cmd = Command::cargo_bin("dreamos").expect("binary built");
     cmd.current_dir(dir)
+        .envs(backend::store_env(dir))
         .env_remove("DREAMOS_CONFIG")
         .env("DREAMOS_LOG_CONSOLE", "off");
     cmd

@@ -3,6 +3,9 @@
 //! reschedules, a sender that died mid-post reconciled by another process without a double
 //! post, and the engagement report.
 
+#[path = "support/backend.rs"]
+mod backend;
+
 mod fakes;
 
 use std::path::Path;
@@ -41,6 +44,7 @@ fn run(dir: &Path, args: &[&str]) -> Output {
     Command::cargo_bin("dreamos")
         .unwrap()
         .current_dir(dir)
+        .envs(backend::store_env(dir))
         .env_remove("DREAMOS_CONFIG")
         .env("T_X_ACCESS", "x-access-0")
         .args(args)
@@ -220,9 +224,7 @@ fn a_sender_killed_mid_post_is_reconciled_by_the_next_process() {
     rt.block_on(async {
         let config =
             Arc::new(dreamos::config::Config::load_file(&dir.path().join("dreamos.toml")).unwrap());
-        let store = dreamos::store::open_sqlite(&dir.path().join("data/dreamos.db"))
-            .await
-            .unwrap() as Arc<dyn SocialStore>;
+        let store = backend::open(dir.path()).await as Arc<dyn SocialStore>;
         let outbox = dreamos::social::Outbox::new(
             store.clone(),
             config,

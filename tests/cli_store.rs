@@ -1,6 +1,9 @@
 //! `dreamos store migrate|status` through the real binary: on the configured SQLite store,
-//! on PostgreSQL when `DREAMOS_TEST_POSTGRES_URL` is set (in a database of its own, dropped
-//! afterwards), and the errors a wrong `[store]` gives.
+//! on PostgreSQL (`DREAMOS_TEST_POSTGRES_URL` or a throwaway cluster; in a database of its
+//! own, dropped afterwards), and the errors a wrong `[store]` gives.
+
+#[path = "support/postgres.rs"]
+mod postgres;
 
 use std::path::Path;
 use std::process::Output;
@@ -78,50 +81,15 @@ fn a_wrong_store_section_names_the_file_line_and_key() {
 
 #[test]
 fn migrate_and_status_on_postgres() {
-    let Some(url) = std::env::var("DREAMOS_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true requires the PostgreSQL tests: set DREAMOS_TEST_POSTGRES_URL"
-        );
-        eprintln!("PostgreSQL test skipped: set DREAMOS_TEST_POSTGRES_URL to run it");
+    let Some(url) = postgres::postgres_url("migrate_and_status_on_postgres") else {
         return;
     };
     let dir = tempfile::tempdir().expect("dir");
-    let name = format!("dreamos_cli_{}", std::process::id());
-    let admin = |sql: &str| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
-            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                .await
-                .expect("connect");
-            tokio::spawn(conn);
-            client.batch_execute(sql).await.expect("admin statement");
-        });
-    };
-    admin(&format!("DROP DATABASE IF EXISTS {name}"));
-    admin(&format!("CREATE DATABASE {name}"));
-    // The same server and credentials, the new database.
-    let mut config: tokio_postgres::Config = url.parse().expect("test URL");
-    config.dbname(&name);
-    let host = match config.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-        _ => "127.0.0.1".into(),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    let user = config.get_user().unwrap_or("postgres").to_string();
-    let mut target = format!("postgres:host={host} port={port} user={user} dbname={name}");
-    if let Some(password) = config.get_password() {
-        target.push_str(&format!(" password={}", String::from_utf8_lossy(password)));
-    }
+    let db = postgres::ScratchDb::create(&url, &format!("dreamos_cli_{}", std::process::id()));
+    let target = db.target.clone();
     let migrated = run(dir.path(), &["store", "migrate", "--store", &target]);
     let status = run(dir.path(), &["store", "status", "--store", &target]);
-    admin(&format!("DROP DATABASE IF EXISTS {name}"));
+    drop(db);
     assert!(migrated.status.success(), "{}", stderr(&migrated));
     assert!(
         stdout(&migrated).contains("applied 3: tasks"),
@@ -130,5 +98,11 @@ fn migrate_and_status_on_postgres() {
     );
     let text = stdout(&status);
     assert!(text.contains("backend            postgres"), "{text}");
-    assert!(text.contains("schema version     6"), "{text}");
+    let last = dreamos::store::postgres::schema::MIGRATIONS
+        .last()
+        .map_or(0, |m| m.version);
+    assert!(
+        text.contains(&format!("schema version     {last}")),
+        "{text}"
+    );
 }

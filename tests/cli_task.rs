@@ -4,6 +4,9 @@
 //! Nothing here sleeps to wait: watchers are read until the line they must print arrives,
 //! with a generous bound for a loaded machine.
 
+#[path = "support/backend.rs"]
+mod backend;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Output, Stdio};
@@ -19,6 +22,7 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 fn dreamos(dir: &Path) -> Command {
     let mut cmd = Command::cargo_bin("dreamos").expect("binary built");
     cmd.current_dir(dir)
+        .envs(backend::store_env(dir))
         .env_remove("DREAMOS_CONFIG")
         .env("DREAMOS_LOG_CONSOLE", "off");
     cmd
@@ -322,6 +326,7 @@ fn watch_prints_each_transition_when_piped() {
     ok(d, &["add", "Index the site"]);
     let mut watcher = std::process::Command::new(assert_cmd::cargo::cargo_bin("dreamos"))
         .current_dir(d)
+        .envs(backend::store_env(d))
         .env_remove("DREAMOS_CONFIG")
         .env("DREAMOS_LOG_CONSOLE", "off")
         .args(["task", "watch", "--until-done"])
@@ -355,6 +360,7 @@ fn watch_draws_live_progress_bars_in_a_terminal() {
     ok(d, &["add", "Upload", "--depends-on", "1"]);
     let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("dreamos"));
     cmd.current_dir(d)
+        .envs(backend::store_env(d))
         .env_remove("DREAMOS_CONFIG")
         .env("DREAMOS_LOG_CONSOLE", "off")
         .env("TERM", "xterm")

@@ -4,6 +4,9 @@
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them). Without
 //! them the test prints one line and passes — unless `CI=true`, where it fails.
 
+#[path = "support/backend.rs"]
+mod backend;
+
 #[path = "support/daemon.rs"]
 mod daemon;
 #[path = "browser/webdriver.rs"]
@@ -53,7 +56,12 @@ fn dashboard_in_headless_chromium() {
             panic!("browser test cannot run with CI=true: {why}")
         }
         Err(why) => {
-            eprintln!("skipped dashboard_in_headless_chromium: {why}");
+            // Straight to stderr, past the harness's capture of a passing test's output.
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped dashboard_in_headless_chromium: {why}"
+            );
             return;
         }
     };

@@ -427,7 +427,7 @@ fn a_missing_token_is_named_and_the_daemon_runs_on() {
         .expect("spawn serve");
     let mut daemon = Daemon(Some(child), dir.path().join("unused"));
     let data = dir.path().join("data/daemon.json");
-    poll("the daemon to come up", || data.exists());
+    assert!(poll(|| data.exists()), "the daemon did not come up");
     let child = daemon.0.take().unwrap();
     // SAFETY: signalling our own child process.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -449,7 +449,7 @@ fn a_refused_token_leaves_the_daemon_running_without_discord() {
     let dir = project(&fake.api_base());
     let mut daemon = Daemon::start(dir.path(), "not-the-token");
     let data = dir.path().join("data/daemon.json");
-    poll("the daemon to come up", || data.exists());
+    assert!(poll(|| data.exists()), "the daemon did not come up");
     let list = Command::new(env!("CARGO_BIN_EXE_dreamos"))
         .args(["agent", "list"])
         .current_dir(dir.path())

@@ -167,7 +167,11 @@ fn alerts_are_deduplicated_routed_and_queued_while_disconnected() {
     fake.drop_connection();
     assert!(fake.wait(WAIT, |s| !s.connected), "still connected");
     let db = dir.path().join("data/dreamos.db");
-    poll("a summary queued while disconnected", || queued(&db) > 0);
+    assert!(
+        poll(|| queued(&db).contains(&format!("channel:{SUMMARY}"))),
+        "no summary queued while disconnected\nstderr {}",
+        daemon.stderr()
+    );
     let summaries = |s: &fakes::discord::State| {
         s.calls
             .iter()

@@ -9,6 +9,9 @@
 //! Nothing here waits for time to pass: each step waits (with a generous limit) for what a
 //! user would see, such as a run in the history.
 
+#[path = "support/backend.rs"]
+mod backend;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,6 +26,7 @@ fn dreamos(dir: &Path, args: &[&str]) -> std::process::Output {
     Command::new(bin())
         .args(args)
         .current_dir(dir)
+        .envs(backend::store_env(dir))
         .env_remove("DREAMOS_CONFIG")
         .env("DREAMOS_LOG_CONSOLE", "off")
         .output()
@@ -46,6 +50,7 @@ fn serve(dir: &Path) -> Child {
     let child = Command::new(bin())
         .arg("serve")
         .current_dir(dir)
+        .envs(backend::store_env(dir))
         .env_remove("DREAMOS_CONFIG")
         .env("DREAMOS_LOG_CONSOLE", "off")
         .stdout(Stdio::null())
@@ -175,14 +180,13 @@ fn cli_and_script_changes_reach_a_running_daemon() {
 
     ok(dir, &["schedule", "rm", "tick"]);
     let after_rm = add_marker(dir, "marker2");
-    let db = rusqlite::Connection::open(dir.join("data/dreamos.db")).unwrap();
-    let runs_after: i64 = db
-        .query_row(
-            "SELECT count(*) FROM schedule_runs WHERE schedule = 'tick' AND scheduled >= ?1",
-            [after_rm],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let runs_after = block_on_store(dir, |store| async move {
+        let runs = store
+            .schedule_runs("tick".into(), 10_000)
+            .await
+            .expect("runs");
+        runs.iter().filter(|r| r.scheduled >= after_rm).count()
+    });
     assert_eq!(runs_after, 0, "tick fired after it was removed");
 
     // A script registering a durable schedule with dreamos.cron, while the daemon runs.
@@ -201,13 +205,19 @@ fn cli_and_script_changes_reach_a_running_daemon() {
 
 /// The leadership row: who leads and until when (ms).
 fn leader(dir: &Path) -> (String, i64) {
-    let db = rusqlite::Connection::open(dir.join("data/dreamos.db")).unwrap();
-    db.query_row(
-        "SELECT node, until FROM scheduler_leader WHERE id = 1",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
-    .unwrap()
+    block_on_store(dir, |store| async move {
+        store.leader().await.expect("leader").expect("a leader")
+    })
+}
+
+/// Runs `f` with the store the daemon in `dir` uses, as another process.
+fn block_on_store<T, F, Fut>(dir: &Path, f: F) -> T
+where
+    F: FnOnce(dreamos::store::SharedStore) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let dir = dir.to_path_buf();
+    dreamos::runtime::block_on(async move { f(backend::open(&dir).await).await }).expect("runtime")
 }
 
 #[test]

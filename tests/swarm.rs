@@ -2,6 +2,9 @@
 //! the Captain and three workers; the plan goes to the Captain; every task ends done, each
 //! by a worker of its category, and the Captain reports the plan complete.
 
+#[path = "support/backend.rs"]
+mod backend;
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -11,6 +14,7 @@ fn dreamos(dir: &Path, args: &[&str]) -> Output {
         .args(args)
         .args(["--config", "examples/swarm/dreamos.toml"])
         .current_dir(dir)
+        .envs(backend::store_env(dir))
         .env_remove("DREAMOS_CONFIG")
         .env("DREAMOS_LOG_CONSOLE", "off")
         .env("DREAMOS_DAEMON_PORT", "0")
@@ -48,6 +52,7 @@ fn the_captain_takes_three_workers_through_a_plan() {
     let mut serve = Command::new(env!("CARGO_BIN_EXE_dreamos"))
         .args(["serve", "--config", "examples/swarm/dreamos.toml"])
         .current_dir(dir.path())
+        .envs(backend::store_env(dir.path()))
         .env_remove("DREAMOS_CONFIG")
         .env("DREAMOS_LOG_CONSOLE", "off")
         .env("DREAMOS_DAEMON_PORT", "0")

@@ -6,6 +6,9 @@
 //! returned (committed). The test never sleeps to wait for time: the second worker's
 //! `claim{wait=...}` is what waits for the lapsed leases.
 
+#[path = "support/backend.rs"]
+mod backend;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -19,6 +22,7 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 fn dreamos(dir: &Path) -> Command {
     let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("dreamos"));
     cmd.current_dir(dir)
+        .envs(backend::store_env(dir))
         .env_remove("DREAMOS_CONFIG")
         .env("DREAMOS_LOG_CONSOLE", "off");
     cmd

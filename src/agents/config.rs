@@ -23,6 +23,15 @@ pub struct DaemonConfig {
     /// messages in flight before exiting anyway. Default `"30s"`.
     #[serde(with = "crate::units::serde::duration")]
     pub shutdown_timeout: Duration,
+    /// This node's name among the `dreamos serve` nodes sharing one database (what
+    /// `agent list` shows in NODE). Empty (the default) means `<host>-<pid>`, so two daemons
+    /// on one host differ; set it to keep a stable name across restarts.
+    pub node: String,
+    /// How long a node holds what it runs (each agent, the Discord bot) without renewing:
+    /// it renews every third of this, and when it dies, another node takes over once this
+    /// has passed. Default `"10s"`.
+    #[serde(with = "crate::units::serde::duration")]
+    pub lease: Duration,
 }
 
 impl Default for DaemonConfig {
@@ -31,7 +40,27 @@ impl Default for DaemonConfig {
             listen: "127.0.0.1".into(),
             port: 7878,
             shutdown_timeout: Duration::from_secs(30),
+            node: String::new(),
+            lease: Duration::from_secs(10),
         }
+    }
+}
+
+impl DaemonConfig {
+    /// `node`, or `<host>-<pid>` when it is empty.
+    pub fn node_name(&self) -> String {
+        if !self.node.is_empty() {
+            return self.node.clone();
+        }
+        let mut buf = [0u8; 256];
+        // SAFETY: gethostname writes at most buf.len() bytes into a buffer we own.
+        let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        let host = match std::str::from_utf8(&buf[..end]) {
+            Ok(h) if ok && !h.is_empty() => h.to_string(),
+            _ => "node".to_string(),
+        };
+        format!("{host}-{}", std::process::id())
     }
 }
 

@@ -16,6 +16,7 @@
 //! - [`work`]: tasks claimed for agents that declare a category, fed to `on_task` (one
 //!   at a time, or up to `tasks.concurrency` side by side).
 //! - [`supervisor`]: the registry of agents and the operator actions on them.
+//! - [`placement`]: which node runs each agent when several share one database (leases).
 //!
 //! Time is tokio's, so tests pause and advance it.
 
@@ -25,6 +26,7 @@ pub mod config;
 mod handler;
 pub mod inbox;
 pub mod lifecycle;
+pub mod placement;
 pub mod policy;
 pub mod runner;
 pub mod state;
@@ -38,6 +40,7 @@ pub use agent::{Agent, AgentError, Context, Factory, Handled, TaskOutcome, TaskW
 pub use config::{AgentConfig, DaemonConfig};
 pub use inbox::{BusInbox, Inbox, InboxFactory};
 pub use lifecycle::{AgentStatus, Recorder, SharedStatus, EVENTS_TOPIC};
+pub use placement::{Placement, Service};
 pub use policy::{Decision, Overrides, RestartPolicy, RestartTracker, Supervision};
 pub use state::AgentState;
 pub use supervisor::{Supervisor, SupervisorError};

@@ -33,7 +33,13 @@ pub enum SupervisorError {
     AlreadyRunning { name: String, state: AgentState },
     #[error("agent '{0}' is not running")]
     NotRunning(String),
+    /// Another node holds the agent's lease (see [`super::placement`]).
+    #[error("{0}")]
+    Elsewhere(String),
 }
+
+/// Says whether this node may start an agent: `Err(why)` when another node runs it.
+pub type Guard = Rc<dyn Fn(&str) -> Result<(), String>>;
 
 /// One supervised agent.
 struct Entry {
@@ -54,6 +60,9 @@ struct Entry {
 pub struct Supervisor {
     inner: Rc<RefCell<BTreeMap<String, Entry>>>,
     recorder: Recorder,
+    /// Consulted by every start (operator, Lua `agent.start`, REPL), so no path starts
+    /// an agent that another node runs.
+    guard: Rc<RefCell<Option<Guard>>>,
 }
 
 impl Supervisor {
@@ -61,7 +70,13 @@ impl Supervisor {
         Supervisor {
             inner: Rc::default(),
             recorder,
+            guard: Rc::default(),
         }
+    }
+
+    /// Installs the check every start must pass (the placement's).
+    pub fn set_guard(&self, guard: Guard) {
+        *self.guard.borrow_mut() = Some(guard);
     }
 
     pub fn recorder(&self) -> &Recorder {
@@ -151,6 +166,10 @@ impl Supervisor {
 
     /// Starts a stopped or failed agent.
     pub fn start(&self, name: &str, reason: &str) -> Result<(), SupervisorError> {
+        let guard = self.guard.borrow().clone();
+        if let Some(guard) = guard {
+            guard(name).map_err(SupervisorError::Elsewhere)?;
+        }
         let mut agents = self.inner.borrow_mut();
         let entry = agents
             .get_mut(name)

@@ -23,10 +23,10 @@ use tokio::sync::oneshot;
 use super::{Bus, BusError, Delivery};
 use crate::store::{DeliveryRef, MessageId, NewMessage, SettleOutcome, StoreError};
 
-type Answer<T> = oneshot::Sender<Result<T, Arc<StoreError>>>;
+pub(crate) type Answer<T> = oneshot::Sender<Result<T, Arc<StoreError>>>;
 
 /// Items waiting for the next flush, each with where its answer goes.
-type Waiting<T, R> = Vec<(T, Answer<R>)>;
+pub(crate) type Waiting<T, R> = Vec<(T, Answer<R>)>;
 
 /// Calls waiting for the next flush, and whether a flusher is running.
 pub(crate) struct Queue<T, R> {
@@ -44,7 +44,7 @@ impl<T, R> Default for Queue<T, R> {
 impl<T, R> Queue<T, R> {
     /// Adds an item; returns the answer's receiver and whether the caller must start a
     /// flusher (none was running).
-    fn push(&self, item: T) -> (oneshot::Receiver<Result<R, Arc<StoreError>>>, bool) {
+    pub(crate) fn push(&self, item: T) -> (oneshot::Receiver<Result<R, Arc<StoreError>>>, bool) {
         let (tx, rx) = oneshot::channel();
         let start = match self.state.lock() {
             Ok(mut state) => {
@@ -58,7 +58,7 @@ impl<T, R> Queue<T, R> {
     }
 
     /// Everything queued, or `None` (and the flusher stops) when the queue is empty.
-    fn take(&self) -> Option<Waiting<T, R>> {
+    pub(crate) fn take(&self) -> Option<Waiting<T, R>> {
         let mut state = self.state.lock().ok()?;
         if state.0.is_empty() {
             state.1 = false;

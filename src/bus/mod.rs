@@ -27,7 +27,7 @@
 //!   agent first receives), except the sender's own inbox.
 //! - `publish` does not go to history: history is the record of durable messages.
 
-mod batch;
+pub(crate) mod batch;
 pub mod bench;
 pub mod channel;
 pub mod clock;
@@ -36,10 +36,12 @@ mod counters;
 mod error;
 pub mod history;
 pub mod message;
+mod pieces;
 pub mod pubsub;
 pub mod queue;
 pub mod receipt;
 pub mod request;
+mod watch;
 
 #[cfg(test)]
 mod tests;
@@ -64,10 +66,12 @@ use crate::store::{BusStore, NewMessage};
 
 use clock::{millis, Clock, Jitter};
 
-/// Waiting consumers and receipt waiters also re-check the store this often, to notice
-/// what another process (a CLI `send`, another node) did; in-process events wake them at
-/// once.
+/// Without signals from the store (SQLite), the bus re-checks its waiting channels this
+/// often, to notice what another process (a CLI `send`) did ([`watch`]); receipt waiters
+/// re-read their messages this often to notice acks made elsewhere. In-process events wake
+/// both at once.
 pub const RECHECK: Duration = Duration::from_secs(1);
+pub use watch::FALLBACK;
 
 /// The bus. Clone it to share; all clones are the same bus.
 #[derive(Clone)]
@@ -93,6 +97,19 @@ struct Inner {
     pubsub: Arc<pubsub::PubSub>,
     /// Sent/acked/dead/failed since creation, for `/metrics`.
     counters: counters::Counters,
+    /// The task noticing other processes' sends (`watch.rs`).
+    watcher: watch::Watcher,
+    /// Published messages on their way to other nodes (`pubsub.rs`).
+    outbound: batch::Queue<String, ()>,
+    /// Names this bus in what it publishes to other nodes, so it skips its own.
+    origin: String,
+    /// Numbers the published messages sent to other nodes in pieces (`pieces.rs`).
+    pieces_sent: std::sync::atomic::AtomicU64,
+    /// Pieces of other nodes' large published messages, until each is whole.
+    pieces: Mutex<pieces::Pieces>,
+    /// Whether the store carries signals between processes (published messages then go
+    /// to other nodes too).
+    remote: bool,
 }
 
 impl std::fmt::Debug for Bus {
@@ -112,9 +129,9 @@ impl Bus {
                 name: "bus",
                 reason,
             })?;
+        let remote = store.bus_signals().is_some();
         Ok(Bus {
             inner: Arc::new(Inner {
-                store,
                 pubsub: Arc::new(pubsub::PubSub::new(config.subscriber_buffer)),
                 config,
                 clock: Clock::new(),
@@ -125,6 +142,13 @@ impl Bus {
                 sends: batch::Queue::default(),
                 acks: batch::Queue::default(),
                 counters: counters::Counters::default(),
+                watcher: watch::Watcher::default(),
+                outbound: batch::Queue::default(),
+                origin: Jitter::new().token(),
+                pieces_sent: Default::default(),
+                pieces: Default::default(),
+                remote,
+                store,
             }),
         })
     }

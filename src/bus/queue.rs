@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use tokio::time::{sleep_until, Instant};
 
 use super::clock::{backoff_delay, millis};
-use super::{channel, Bus, BusError, Delivery, MessageStatus, RECHECK};
+use super::{channel, Bus, BusError, Delivery, MessageStatus};
 use crate::store::{DeliveryRef, Millis, SettleOutcome};
 
 /// A batch used up faster than this means the consumer keeps up: claim more next time.
@@ -71,6 +71,11 @@ impl ChannelState {
         self.notify.notify_waiters();
     }
 
+    /// Whether a consumer is inside `recv` on this channel.
+    pub(crate) fn is_waited_on(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed) > 0
+    }
+
     /// The oldest buffered delivery that still has at least `min_left` ms before its
     /// deadline. Staler ones are dropped: the store redelivers them after the deadline.
     fn pop_fresh(&self, now: Millis, min_left: i64) -> Option<Delivery> {
@@ -110,6 +115,7 @@ impl Bus {
         channel::validate_recv_channel(channel)?;
         self.note_inbox(channel).await?;
         let state = self.channel_state(channel);
+        self.ensure_watcher();
         let deadline = timeout.map(|t| Instant::now() + t);
         state.waiting.fetch_add(1, Ordering::Relaxed);
         let _waiting = Waiting(&state.waiting);
@@ -131,16 +137,21 @@ impl Bus {
             if deadline.is_some_and(|d| d <= now) {
                 return Ok(None);
             }
-            let mut wake_at = now + RECHECK;
-            if let Some(d) = deadline {
-                wake_at = wake_at.min(d);
-            }
-            if let Some(at) = next_visible_at {
-                wake_at = wake_at.min(self.inner.clock.instant_of(at));
-            }
-            tokio::select! {
-                _ = &mut notified => {}
-                _ = sleep_until(wake_at) => {}
+            // Nothing to do until then, a local send, or the bus's watch task noticing
+            // another process's send (`watch.rs`): idle consumers do not poll.
+            let wake_at = [
+                deadline,
+                next_visible_at.map(|at| self.inner.clock.instant_of(at)),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            match wake_at {
+                Some(at) => tokio::select! {
+                    _ = &mut notified => {}
+                    _ = sleep_until(at) => {}
+                },
+                None => notified.as_mut().await,
             }
         }
     }

@@ -14,7 +14,7 @@ use crate::server::files;
 
 #[derive(Debug, Subcommand)]
 pub enum AgentCommand {
-    /// Every agent: state, uptime, restarts, inbox depth, last activity.
+    /// Every agent: state, the node it runs on, uptime, restarts, inbox depth, last activity.
     List {
         /// Print JSON instead of a table.
         #[arg(long)]
@@ -229,6 +229,7 @@ pub fn table(rows: &Value, now: i64) -> String {
     let mut lines = vec![[
         "NAME".to_string(),
         "STATE".into(),
+        "NODE".into(),
         "UPTIME".into(),
         "RESTARTS".into(),
         "INBOX".into(),
@@ -239,6 +240,11 @@ pub fn table(rows: &Value, now: i64) -> String {
         lines.push([
             r["name"].as_str().unwrap_or("?").to_string(),
             r["state"].as_str().unwrap_or("?").to_string(),
+            match (r["node"].as_str(), r["node_lapsed"].as_bool()) {
+                (Some(node), Some(true)) => format!("{node} (lapsed)"),
+                (Some(node), _) => node.to_string(),
+                (None, _) => "-".into(),
+            },
             started.map_or("-".into(), |t| short_duration(now.saturating_sub(t))),
             r["restarts"].as_u64().unwrap_or(0).to_string(),
             r["inbox"].as_u64().unwrap_or(0).to_string(),
@@ -251,7 +257,7 @@ pub fn table(rows: &Value, now: i64) -> String {
     if rows.is_empty() {
         return "no agents configured (add [[agents]] to dreamos.toml)\n".into();
     }
-    let widths: Vec<usize> = (0..6)
+    let widths: Vec<usize> = (0..7)
         .map(|i| {
             lines
                 .iter()
@@ -323,4 +329,38 @@ fn status_text(d: &Value, now: i64) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn the_list_names_the_node_each_agent_runs_on() {
+        let rows = json!([
+            {"name": "scout", "state": "running", "node": "eu-1", "started_at": 0,
+             "restarts": 1, "inbox": 2, "last_activity": 1000},
+            {"name": "writer", "state": "running", "node": "eu-2", "node_lapsed": true,
+             "restarts": 0, "inbox": 0},
+            {"name": "idle", "state": "stopped", "node": null, "restarts": 0, "inbox": 0},
+        ]);
+        let text = super::table(&rows, 65_000);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "NAME    STATE    NODE           UPTIME  RESTARTS  INBOX  LAST ACTIVITY"
+        );
+        assert_eq!(
+            lines[1],
+            "scout   running  eu-1           1m05s   1         2      1m04s ago"
+        );
+        assert!(
+            lines[2].starts_with("writer  running  eu-2 (lapsed)  -"),
+            "{text}"
+        );
+        assert!(
+            lines[3].starts_with("idle    stopped  -              -"),
+            "{text}"
+        );
+    }
 }

@@ -74,6 +74,15 @@ pub struct BusBenchArgs {
     /// Messages for the publish run; 0 skips it.
     #[arg(long, default_value_t = 1_000_000)]
     pub publish: usize,
+    /// Node processes running the full-speed run at once against the store, each with its
+    /// own sender, consumer, bus and connections on a channel of its own (as that many
+    /// `dreamos serve` nodes); reports each and the total. Each sends --messages / N.
+    #[arg(long, default_value_t = 1)]
+    pub nodes: usize,
+    /// Set by a --nodes run for the node processes it starts: begin at this time (seconds
+    /// since the epoch), run at full speed once and print the result as one line.
+    #[arg(long, hide = true, value_name = "EPOCH_SECONDS")]
+    pub node_start_at: Option<f64>,
 }
 
 pub fn run(config: Arc<Config>, cmd: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -87,19 +96,25 @@ pub fn run(config: Arc<Config>, cmd: BenchCommand) -> anyhow::Result<ExitCode> {
 
 /// The numbers of one durable run.
 #[derive(Debug, Clone, Copy)]
-struct Durable {
-    messages: usize,
+pub(crate) struct Durable {
+    /// When the sender started and the consumer's last ack committed (s since the epoch).
+    pub started: f64,
+    pub done_at: f64,
+    pub messages: usize,
     /// Messages whose latency was measured.
-    samples: usize,
-    per_sec: f64,
-    p50: Duration,
-    p99: Duration,
-    max: Duration,
+    pub samples: usize,
+    pub per_sec: f64,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
 }
 
 fn bus(config: Arc<Config>, args: BusBenchArgs) -> anyhow::Result<ExitCode> {
     if args.messages == 0 || args.window == 0 || args.consumers == 0 || args.sample_every == 0 {
         bail!("--messages, --window, --consumers and --sample-every must be at least 1");
+    }
+    if let Some(start_at) = args.node_start_at {
+        return runtime::block_on(crate::cli::bench_nodes::node(config, args, start_at))?;
     }
     let scratch = match &args.store {
         Some(_) => None,
@@ -110,6 +125,11 @@ fn bus(config: Arc<Config>, args: BusBenchArgs) -> anyhow::Result<ExitCode> {
         (None, Some(s)) => StoreTarget::Sqlite(s.0.join("bench.db")),
         (None, None) => bail!("no database to benchmark on"),
     };
+    if args.nodes > 1 {
+        crate::cli::bench_nodes::run(&config, &args, &target)?;
+        drop(scratch);
+        return Ok(ExitCode::SUCCESS);
+    }
     runtime::block_on(bus_runs(config, args, &target))??;
     drop(scratch);
     Ok(ExitCode::SUCCESS)
@@ -153,7 +173,7 @@ async fn bus_runs(
     Ok(())
 }
 
-fn print_durable(label: &str, d: &Durable) {
+pub(crate) fn print_durable(label: &str, d: &Durable) {
     println!(
         "{label:<16} {:>10.0} msg/s   p50 {:>7.2} ms   p99 {:>7.2} ms   max {:>7.2} ms   \
          ({} messages, {} latencies)",
@@ -171,7 +191,12 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// A sandboxed state sharing the benchmark's store and bus.
-fn state(config: &Arc<Config>, name: &str, store: &AnyStore, bus: &Bus) -> anyhow::Result<Lua> {
+pub(crate) fn state(
+    config: &Arc<Config>,
+    name: &str,
+    store: &AnyStore,
+    bus: &Bus,
+) -> anyhow::Result<Lua> {
     let lua = runtime::new_state(
         config.clone(),
         StateOptions {
@@ -246,7 +271,7 @@ return { count = count }
 "#;
 
 /// One durable run on a fresh channel; `rate` 0 = as fast as it goes.
-async fn durable(
+pub(crate) async fn durable(
     config: &Arc<Config>,
     store: &AnyStore,
     bus: &Bus,
@@ -255,8 +280,10 @@ async fn durable(
     run: &str,
 ) -> anyhow::Result<Durable> {
     let channel = format!("bench.{run}-{}", std::process::id());
-    let sender = state(config, "bench-sender", store, bus)?;
-    let consumer = state(config, "bench-consumer", store, bus)?;
+    let (sender, consumer) = (
+        state(config, "bench-sender", store, bus)?,
+        state(config, "bench-consumer", store, bus)?,
+    );
     let n = args.messages.to_string();
     let consumer_args = [channel.clone(), n.clone(), args.consumers.to_string()];
     let sender_args = [
@@ -295,6 +322,8 @@ async fn durable(
         Duration::from_secs_f64(latencies.get(i).copied().unwrap_or(0.0).max(0.0))
     };
     Ok(Durable {
+        started,
+        done_at,
         messages: count,
         samples: latencies.len(),
         per_sec: count as f64 / (done_at - started).max(1e-9),

@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -19,7 +18,7 @@ use crate::bus::history::summary_line;
 use crate::bus::{
     Bus, BusConfig, HistoryQuery, HistoryRecord, MessageId, Millis, Priority, SendOptions,
 };
-use crate::store::{format_millis, SqliteStore};
+use crate::store::{format_millis, SharedStore};
 use crate::units::{format_duration, parse_duration};
 
 #[derive(Debug, Subcommand)]
@@ -152,14 +151,14 @@ fn parse_header(text: &str) -> Result<(String, String), String> {
 }
 
 /// Runs a bus command with the default `[bus]` settings.
-pub async fn run(cmd: BusCommand, store: Arc<SqliteStore>) -> anyhow::Result<()> {
+pub async fn run(cmd: BusCommand, store: SharedStore) -> anyhow::Result<()> {
     run_with_config(cmd, store, BusConfig::default()).await
 }
 
 /// Runs a bus command with the configured `[bus]` settings, printing to stdout.
 pub async fn run_with_config(
     cmd: BusCommand,
-    store: Arc<SqliteStore>,
+    store: SharedStore,
     config: BusConfig,
 ) -> anyhow::Result<()> {
     let bus = Bus::new(store, config)?;

@@ -15,6 +15,7 @@ pub mod agent;
 pub mod attach;
 pub mod bench;
 pub mod bench_agents;
+pub mod bench_nodes;
 pub mod bus;
 pub mod dashboard;
 pub mod init;
@@ -101,7 +102,8 @@ pub enum Command {
     },
     /// Print the effective configuration (file, defaults and DREAMOS_* overrides) as TOML.
     Config,
-    /// The store: `migrate` (create or update the schema) and `status` (version, counts).
+    /// The store: `migrate` (create or update the schema), `status` (version, counts) and
+    /// `copy` (move an embedded SQLite store to PostgreSQL).
     Store {
         #[command(subcommand)]
         cmd: store::StoreCommand,
@@ -194,14 +196,13 @@ fn print_config(config: &Config) -> anyhow::Result<ExitCode> {
 /// Opens the configured store and runs `f` with it on a current-thread runtime.
 fn with_store<F, Fut>(config: &Config, f: F) -> anyhow::Result<ExitCode>
 where
-    F: FnOnce(Arc<crate::store::SqliteStore>) -> Fut,
+    F: FnOnce(crate::store::SharedStore) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
-    let path = config.resolve(&config.store.path);
     crate::runtime::block_on(async {
-        let store = crate::store::open_sqlite(&path)
+        let store = crate::store::open_configured(config)
             .await
-            .map_err(|e| anyhow::anyhow!("cannot open the store {}: {e}", path.display()))?;
+            .map_err(anyhow::Error::msg)?;
         f(store).await
     })??;
     Ok(ExitCode::SUCCESS)
@@ -210,14 +211,13 @@ where
 /// Like [`with_store`], for commands that choose their own exit status.
 fn with_store_code<F, Fut>(config: &Config, f: F) -> anyhow::Result<ExitCode>
 where
-    F: FnOnce(Arc<crate::store::SqliteStore>) -> Fut,
+    F: FnOnce(crate::store::SharedStore) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<ExitCode>>,
 {
-    let path = config.resolve(&config.store.path);
     crate::runtime::block_on(async {
-        let store = crate::store::open_sqlite(&path)
+        let store = crate::store::open_configured(config)
             .await
-            .map_err(|e| anyhow::anyhow!("cannot open the store {}: {e}", path.display()))?;
+            .map_err(anyhow::Error::msg)?;
         f(store).await
     })?
 }

@@ -19,7 +19,7 @@ use crate::scheduler::records::StoredSchedule;
 use crate::scheduler::runner::ScriptRunner;
 use crate::scheduler::trigger::{self, format_time};
 use crate::scheduler::{MissedPolicy, OverlapPolicy, ScheduleDef, ScheduleInfo};
-use crate::store::{Millis, ScheduleStore, SqliteStore};
+use crate::store::{Millis, SharedStore};
 use crate::units::parse_duration;
 
 #[derive(Debug, Subcommand)]
@@ -205,13 +205,13 @@ fn next(
 async fn on_store(
     config: Arc<Config>,
     cmd: ScheduleCommand,
-    store: Arc<SqliteStore>,
+    store: SharedStore,
 ) -> anyhow::Result<()> {
     let keep = config.scheduler.history_keep;
     match cmd {
-        ScheduleCommand::List { json } => list(&config, &store, json).await,
+        ScheduleCommand::List { json } => list(&config, &*store, json).await,
         ScheduleCommand::History { name, limit, json } => {
-            if find(&config, &store, &name).await?.is_none() {
+            if find(&config, &*store, &name).await?.is_none() {
                 bail!("no schedule named '{name}' (see dreamos schedule list)");
             }
             let runs = store.schedule_runs(name.clone(), limit).await?;
@@ -245,7 +245,7 @@ async fn on_store(
             }
             Ok(())
         }
-        ScheduleCommand::Add(args) => add(&config, &store, args).await,
+        ScheduleCommand::Add(args) => add(&config, &*store, args).await,
         ScheduleCommand::Rm { name } => {
             if !store.delete_schedule(name.clone()).await? {
                 bail!("no schedule named '{name}' in the store (see dreamos schedule list)");
@@ -259,10 +259,10 @@ async fn on_store(
             }
             Ok(())
         }
-        ScheduleCommand::Pause { name } => pause(&config, &store, &name, true).await,
-        ScheduleCommand::Resume { name } => pause(&config, &store, &name, false).await,
+        ScheduleCommand::Pause { name } => pause(&config, &*store, &name, true).await,
+        ScheduleCommand::Resume { name } => pause(&config, &*store, &name, false).await,
         ScheduleCommand::Run { name } => {
-            let stored = find(&config, &store, &name)
+            let stored = find(&config, &*store, &name)
                 .await?
                 .ok_or_else(|| anyhow!("no schedule named '{name}' (see dreamos schedule list)"))?;
             stored
@@ -299,7 +299,7 @@ async fn on_store(
 /// A stored schedule, else a configured one not stored yet.
 async fn find(
     config: &Config,
-    store: &SqliteStore,
+    store: &dyn crate::store::Store,
     name: &str,
 ) -> anyhow::Result<Option<StoredSchedule>> {
     if let Some(s) = store.get_schedule(name.to_string()).await? {
@@ -312,7 +312,7 @@ async fn find(
         .map(|d| StoredSchedule::new(d.clone(), "config")))
 }
 
-async fn add(config: &Config, store: &SqliteStore, a: AddArgs) -> anyhow::Result<()> {
+async fn add(config: &Config, store: &dyn crate::store::Store, a: AddArgs) -> anyhow::Result<()> {
     let mut def = ScheduleDef::new(a.name.clone());
     def.cron = a.cron;
     def.every = a.every;
@@ -381,7 +381,7 @@ fn upcoming(s: &StoredSchedule, trigger: &trigger::Trigger) -> Vec<Millis> {
 
 async fn pause(
     config: &Config,
-    store: &SqliteStore,
+    store: &dyn crate::store::Store,
     name: &str,
     paused: bool,
 ) -> anyhow::Result<()> {
@@ -405,7 +405,7 @@ async fn pause(
     Ok(())
 }
 
-async fn list(config: &Config, store: &SqliteStore, json: bool) -> anyhow::Result<()> {
+async fn list(config: &Config, store: &dyn crate::store::Store, json: bool) -> anyhow::Result<()> {
     let mut rows = store.list_schedules().await?;
     for def in &config.schedules {
         if !rows.iter().any(|r| r.def.name == def.name) {

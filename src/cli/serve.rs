@@ -1,12 +1,14 @@
 //! `dreamos serve`: the long-running daemon. It takes the data directory's lock, opens the
-//! store and the bus, starts the `[[agents]]` marked `autostart`, fires the schedules, and
+//! store and the bus, starts the `[[agents]]` marked `autostart` whose lease it gets (see
+//! `agents::placement`; a lone node gets them all), fires the schedules, and
 //! serves the control API and `/metrics` on `[daemon] listen:port` until SIGTERM or Ctrl-C.
 //!
 //! Shutdown follows mini-redis: the signal ends the wait; every agent gets a stop command
 //! and the daemon waits (up to `[daemon] shutdown_timeout`) until every runner task has
 //! finished — each agent finished its message in flight, acknowledged it, and ran
 //! `on_stop`. Messages an agent had not started stay in the queue for the next start.
-//! Then the HTTP server stops and the process exits 0.
+//! Then it releases its leases (other nodes take its agents over), the HTTP server stops
+//! and the process exits 0.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -15,7 +17,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::agents::{AgentConfig, Recorder, Supervisor};
+use crate::agents::{AgentConfig, Placement, Recorder, Supervisor};
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::lua::agent::script::LogRing;
@@ -23,7 +25,7 @@ use crate::lua::agent::ScriptAgent;
 use crate::server::control::Daemon;
 use crate::server::files::{self, DaemonInfo, DaemonLock};
 use crate::server::{router, ApiState};
-use crate::store::{AgentStore, BusStore, ScheduleStore, SqliteStore, TaskStore};
+use crate::store::{AgentStore, BusStore, LeaseStore, ScheduleStore, SharedStore, TaskStore};
 use crate::tasks::Tasks;
 
 pub fn serve(config: Arc<Config>) -> anyhow::Result<ExitCode> {
@@ -35,10 +37,9 @@ pub fn serve(config: Arc<Config>) -> anyhow::Result<ExitCode> {
 }
 
 async fn run(config: Arc<Config>, data_dir: &Path) -> anyhow::Result<ExitCode> {
-    let db = config.resolve(&config.store.path);
-    let store = crate::store::open_sqlite(&db)
+    let store = crate::store::open_configured(&config)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot open the store {}: {e}", db.display()))?;
+        .map_err(anyhow::Error::msg)?;
     let bus = Bus::new(store.clone() as Arc<dyn BusStore>, config.bus.clone())?;
     let _retention = bus.spawn_retention();
     let tasks = Tasks::new(
@@ -53,11 +54,15 @@ async fn run(config: Arc<Config>, data_dir: &Path) -> anyhow::Result<ExitCode> {
     recorder.tasks = Some(tasks.clone());
     let supervisor = Supervisor::new(recorder);
     let scripts = add_agents(&config, &supervisor, &bus, &store, &tasks).await;
-    for entry in config.agents.iter().filter(|a| a.autostart) {
-        if let Err(e) = supervisor.start(&entry.name, "daemon started") {
-            tracing::warn!(agent = %entry.name, error = %e, "cannot start agent");
-        }
-    }
+    // Autostart agents start where their lease is taken (all of them on a lone node).
+    let placement = Placement::new(
+        store.clone() as Arc<dyn LeaseStore>,
+        supervisor.clone(),
+        config.daemon.node_name(),
+        config.daemon.lease,
+    );
+    placement.add_agents(&config.agents);
+    placement.start().await;
 
     // Schedules (`[[schedules]]` and those added at run time) fire while the daemon runs.
     let scheduler = crate::scheduler::daemon::start(
@@ -118,10 +123,11 @@ async fn run(config: Arc<Config>, data_dir: &Path) -> anyhow::Result<ExitCode> {
         scheduler: Some(scheduler_handle.clone()),
         social: Some(store.clone() as Arc<dyn crate::store::SocialStore>),
         telemetry,
+        placement: Some(placement.clone()),
     };
     let control = tokio::task::spawn_local(daemon.serve(requests_rx));
     let log_dir = (!config.log.dir.as_os_str().is_empty()).then(|| config.resolve(&config.log.dir));
-    let discord = crate::clients::discord::start(
+    let discord = crate::clients::discord::service(
         crate::clients::discord::Runtime {
             config: config.clone(),
             requests: requests.clone(),
@@ -131,8 +137,10 @@ async fn run(config: Arc<Config>, data_dir: &Path) -> anyhow::Result<ExitCode> {
             started: std::time::Instant::now(),
         },
         store.clone(),
-    )
-    .await;
+    );
+    if let Some(discord) = discord {
+        placement.add_service("discord", discord);
+    }
     let app = router(ApiState {
         requests,
         bus: bus.clone(),
@@ -157,8 +165,10 @@ async fn run(config: Arc<Config>, data_dir: &Path) -> anyhow::Result<ExitCode> {
             pid: std::process::id(),
         },
     )?;
+    placement.announce(&addr.to_string()).await;
     eprintln!(
-        "dreamos serve: {} agent(s), control API on http://{addr} (token in {})",
+        "dreamos serve: node {}, {} agent(s), control API on http://{addr} (token in {})",
+        placement.node(),
         config.agents.len(),
         data_dir.join(files::TOKEN_FILE).display()
     );
@@ -175,9 +185,7 @@ async fn run(config: Arc<Config>, data_dir: &Path) -> anyhow::Result<ExitCode> {
     // A post in flight finishes its attempt and is recorded before the worker ends.
     let _ = stop_social.send(());
     let _ = social.await;
-    if let Some(discord) = discord {
-        discord.shutdown().await;
-    }
+    placement.stop_renewing().await;
     let timeout = config.daemon.shutdown_timeout;
     if tokio::time::timeout(
         timeout,
@@ -188,6 +196,8 @@ async fn run(config: Arc<Config>, data_dir: &Path) -> anyhow::Result<ExitCode> {
     {
         tracing::warn!("agents did not stop within [daemon] shutdown_timeout; exiting anyway");
     }
+    // Agents stopped: other nodes may take their leases (and the Discord bot) now.
+    placement.release().await;
     files::remove_info(data_dir);
     let _ = stop_http.send(());
     if let Ok(Err(e)) = server.await {
@@ -204,7 +214,7 @@ async fn add_agents(
     config: &Arc<Config>,
     supervisor: &Supervisor,
     bus: &Bus,
-    store: &Arc<SqliteStore>,
+    store: &SharedStore,
     tasks: &Tasks,
 ) -> BTreeMap<String, ScriptAgent> {
     let mut scripts = BTreeMap::new();

@@ -86,7 +86,7 @@ fn now() -> Millis {
 
 pub async fn run(
     cmd: SocialCommand,
-    store: Arc<crate::store::SqliteStore>,
+    store: crate::store::SharedStore,
     config: Arc<Config>,
 ) -> anyhow::Result<ExitCode> {
     let outbox = Outbox::new(

@@ -22,6 +22,7 @@ use crate::units::serde as units;
 
 mod errors;
 pub use errors::did_you_mean;
+mod daemon;
 mod overrides;
 mod store;
 
@@ -173,6 +174,9 @@ pub struct StoreConfig {
     pub url: String,
     /// Name of the environment variable holding the PostgreSQL URL.
     pub url_env: String,
+    /// PostgreSQL schema to keep the tables in (created if missing); empty: the URL's
+    /// default search path (normally `public`). Lets several swarms share one database.
+    pub schema: String,
 }
 
 impl Default for StoreConfig {
@@ -182,6 +186,7 @@ impl Default for StoreConfig {
             path: "data/dreamos.db".into(),
             url: String::new(),
             url_env: "DREAMOS_DATABASE_URL".into(),
+            schema: String::new(),
         }
     }
 }
@@ -293,6 +298,7 @@ impl Config {
                 .validate(&origin.display().to_string())
                 .map_err(|e| lines.locate(e))?;
             config.store.validate(&lines)?;
+            config.daemon.validate(&lines)?;
             return Ok(config);
         }
         let mut table: toml::Table =
@@ -304,6 +310,7 @@ impl Config {
             .map_err(|e| overrides::error(&e, &found))?;
         config.validate("environment")?;
         config.store.validate(&lines)?;
+        config.daemon.validate(&lines)?;
         Ok(config)
     }
 

@@ -9,6 +9,20 @@ impl StoreConfig {
     /// not set for SQLite, where it would be silently ignored.
     pub(crate) fn validate(&self, lines: &KeyLines<'_>) -> Result<(), ConfigError> {
         let url_in_file = lines.line_of("store", "url").is_some();
+        if !self
+            .schema
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(lines.error(
+                "store",
+                "schema",
+                format!(
+                    "'{}' is not a plain schema name: use only letters, digits and '_'",
+                    self.schema
+                ),
+            ));
+        }
         match self.backend.as_str() {
             "postgres" if !self.url.is_empty() => {
                 let parsed: tokio_postgres::Config = self.url.parse().map_err(|e| {
@@ -102,6 +116,11 @@ mod tests {
             "{e}"
         );
 
+        let e = error("[store]\nschema = \"a-b\"\n");
+        assert!(
+            e.starts_with("dreamos.toml:2: store.schema: 'a-b' is not a plain schema name"),
+            "{e}"
+        );
         let e = error("[store]\nbackend = \"postgres\"\nurl_env = \"\"\n");
         assert!(
             e.starts_with("dreamos.toml:3: store.url_env: is empty"),

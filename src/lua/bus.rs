@@ -81,23 +81,10 @@ pub(crate) fn ready_bus(lua: &Lua) -> mlua::Result<Option<Bus>> {
 /// Creates this state's bus, opening the store, on first use. The inner `Err` is a failure
 /// of the world for `nil, err`.
 pub(crate) async fn open_bus(lua: &Lua) -> mlua::Result<Result<Bus, String>> {
-    let (store, path, config) = {
-        let h = host(lua)?;
-        (
-            h.store.get().cloned(),
-            h.config.resolve(&h.config.store.path),
-            h.config.bus.clone(),
-        )
-    };
-    let store = match store {
-        Some(store) => store,
-        None => match crate::store::open_sqlite(&path).await {
-            Ok(opened) => {
-                let h = host(lua)?;
-                h.store.get_or_init(|| async { opened }).await.clone()
-            }
-            Err(e) => return Ok(Err(format!("cannot open {}: {e}", path.display()))),
-        },
+    let config = host(lua)?.config.bus.clone();
+    let store = match crate::runtime::open_store(lua).await? {
+        Ok(store) => store,
+        Err(e) => return Ok(Err(e)),
     };
     let bus = match Bus::new(store, config) {
         Ok(bus) => bus,

@@ -234,24 +234,18 @@ async fn state(lua: &Lua) -> mlua::Result<Result<Rc<CronState>, String>> {
     // No bus here: a script's schedules log their runs and keep history; the daemon's
     // scheduler is the one that publishes on schedules.events.
     let bus: Option<crate::bus::Bus> = None;
-    let (path, config, script, meter, tracker) = {
+    let (config, script, meter, tracker) = {
         let h = host(lua)?;
-        let path = h.config.resolve(&h.config.store.path);
         (
-            path,
             h.config.clone(),
             h.script.clone(),
             h.meter.clone(),
             h.spawned.clone(),
         )
     };
-    let existing = host(lua)?.store.get().cloned();
-    let store = match existing {
-        Some(s) => s,
-        None => match crate::store::open_sqlite(&path).await {
-            Ok(s) => host(lua)?.store.get_or_init(|| async { s }).await.clone(),
-            Err(e) => return Ok(Err(format!("cannot open {}: {e}", path.display()))),
-        },
+    let store = match crate::runtime::open_store(lua).await? {
+        Ok(store) => store,
+        Err(e) => return Ok(Err(e)),
     };
     // Another call may have finished creating it while this one awaited the store.
     if let Some(s) = lua.app_data_ref::<Rc<CronState>>() {

@@ -5,13 +5,11 @@
 //! Keys are namespaced by the script's name, so two scripts cannot read each other's state
 //! by accident; `set` returns after the value is committed to disk.
 
-use std::sync::Arc;
-
 use mlua::{Lua, LuaSerdeExt, Table, Value};
 
 use super::support::{fail, misuse, required_str};
 use crate::runtime::host;
-use crate::store::{KvStore, SqliteStore};
+use crate::store::SharedStore;
 
 pub fn module(lua: &Lua) -> mlua::Result<Table> {
     let m = lua.create_table()?;
@@ -78,21 +76,9 @@ fn to_lua(lua: &Lua, v: &serde_json::Value) -> mlua::Result<Value> {
 }
 
 /// The store and this script's namespace, opening the store on first use.
-async fn open(lua: &Lua) -> mlua::Result<Result<(Arc<SqliteStore>, String), String>> {
-    let (path, ns, cell_ready) = {
-        let h = host(lua)?;
-        let path = h.config.resolve(&h.config.store.path);
-        let ns = h.script.trim_start_matches("./").to_string();
-        (path, ns, h.store.get().cloned())
-    };
-    if let Some(store) = cell_ready {
-        return Ok(Ok((store, ns)));
-    }
-    let store = match crate::store::open_sqlite(&path).await {
-        Ok(s) => s,
-        Err(e) => return Ok(Err(format!("cannot open {}: {e}", path.display()))),
-    };
-    let h = host(lua)?;
-    let store = h.store.get_or_init(|| async { store }).await.clone();
-    Ok(Ok((store, ns)))
+async fn open(lua: &Lua) -> mlua::Result<Result<(SharedStore, String), String>> {
+    let ns = host(lua)?.script.trim_start_matches("./").to_string();
+    Ok(crate::runtime::open_store(lua)
+        .await?
+        .map(|store| (store, ns)))
 }

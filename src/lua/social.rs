@@ -215,24 +215,13 @@ pub(super) async fn outbox(lua: &Lua) -> mlua::Result<Result<Arc<Outbox>, String
     if let Some(o) = lua.app_data_ref::<Arc<Outbox>>() {
         return Ok(Ok(o.clone()));
     }
-    let (path, config, cell, bus) = {
+    let (config, bus) = {
         let h = host(lua)?;
-        (
-            h.config.resolve(&h.config.store.path),
-            h.config.clone(),
-            h.store.get().cloned(),
-            h.bus.get().cloned(),
-        )
+        (h.config.clone(), h.bus.get().cloned())
     };
-    let store = match cell {
-        Some(s) => s,
-        None => match crate::store::open_sqlite(&path).await {
-            Ok(s) => {
-                let h = host(lua)?;
-                h.store.get_or_init(|| async { s }).await.clone()
-            }
-            Err(e) => return Ok(Err(format!("cannot open {}: {e}", path.display()))),
-        },
+    let store = match crate::runtime::open_store(lua).await? {
+        Ok(store) => store,
+        Err(e) => return Ok(Err(e)),
     };
     let outbox = Arc::new(Outbox::new(
         store as Arc<dyn SocialStore>,

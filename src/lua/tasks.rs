@@ -69,25 +69,17 @@ pub(crate) async fn service(lua: &Lua) -> mlua::Result<Result<Tasks, String>> {
     if let Some(state) = lua.app_data_ref::<StateTasks>() {
         return Ok(Ok(state.tasks.clone()));
     }
-    let (path, store, bus, bus_config, config) = {
+    let (bus, bus_config, config) = {
         let h = host(lua)?;
         (
-            h.config.resolve(&h.config.store.path),
-            h.store.get().cloned(),
             h.bus.get().cloned(),
             h.config.bus.clone(),
             h.config.tasks.clone(),
         )
     };
-    let store = match store {
-        Some(store) => store,
-        None => match crate::store::open_sqlite(&path).await {
-            Ok(opened) => {
-                let h = host(lua)?;
-                h.store.get_or_init(|| async { opened }).await.clone()
-            }
-            Err(e) => return Ok(Err(format!("cannot open {}: {e}", path.display()))),
-        },
+    let store = match crate::runtime::open_store(lua).await? {
+        Ok(store) => store,
+        Err(e) => return Ok(Err(e)),
     };
     let bus = match bus {
         Some(bus) => bus,

@@ -44,8 +44,9 @@ pub struct Host {
     pub meter: Rc<Meter>,
     /// The HTTP client, built on the first request (it loads TLS roots, which costs ms).
     pub http: OnceCell<reqwest::Client>,
-    /// The embedded store, opened on the first `kv` call.
-    pub store: tokio::sync::OnceCell<Arc<crate::store::SqliteStore>>,
+    /// The configured store (`[store]`), opened on the first call that needs it; the
+    /// daemon sets it before it creates agent states, so they all share one.
+    pub store: tokio::sync::OnceCell<crate::store::SharedStore>,
     /// The message bus, created over `store` on the first `dreamos.bus` call. Whoever runs
     /// several states in one process (the bus benchmark, an agent supervisor) sets one bus
     /// in all of them first, so they wake each other instead of polling the store.
@@ -180,6 +181,24 @@ pub fn prefer_small_pages() {
 pub fn host(lua: &Lua) -> mlua::Result<mlua::AppDataRef<'_, Host>> {
     lua.app_data_ref::<Host>()
         .ok_or_else(|| mlua::Error::runtime("this Lua state was not created by dreamos"))
+}
+
+/// This state's store, opening the configured one (`[store]`) on first use. The inner
+/// `Err` is a failure of the world, for `nil, err`: it names the backend and database.
+pub async fn open_store(lua: &Lua) -> mlua::Result<Result<crate::store::SharedStore, String>> {
+    let (existing, config) = {
+        let h = host(lua)?;
+        (h.store.get().cloned(), h.config.clone())
+    };
+    if let Some(store) = existing {
+        return Ok(Ok(store));
+    }
+    let opened = match crate::store::open_configured(&config).await {
+        Ok(store) => store,
+        Err(e) => return Ok(Err(e)),
+    };
+    let h = host(lua)?;
+    Ok(Ok(h.store.get_or_init(|| async { opened }).await.clone()))
 }
 
 /// Runs `fut` on a single-threaded tokio runtime with a `LocalSet`, which is what every

@@ -1,10 +1,10 @@
 //! `dreamos bench scheduler`: many schedules firing every second on a real database, to
 //! measure how late runs start and what the scheduler costs in CPU.
 //!
-//! Lateness is measured from a run's scheduled time to the moment its runner is called,
-//! so it includes the loop's wake-up, the next-time computation of every schedule due in
-//! the same second, and the per-run claim in the store (one transaction for the whole
-//! second). The runner itself does nothing: what a script costs is the script's business.
+//! Lateness is measured from a run's scheduled time to the moment the run executes, so it
+//! includes the loop's wake-up, the next-time computation of every schedule due in the
+//! same second, and the claim of each run's fire time in the store (one transaction for
+//! everything due at once), which a run waits for before it executes. The runner itself does nothing: what a script costs is the script's business.
 //! CPU is this process's user+system time (every thread, the SQLite writer included), as
 //! a share of one core, while firing and while idle.
 
@@ -100,10 +100,12 @@ impl Runner for LatenessRunner {
         _: &ScheduleDef,
         scheduled: Millis,
     ) -> LocalBoxFuture<'static, Result<(), String>> {
-        self.late
-            .borrow_mut()
-            .push((scheduled, self.clock.now() - scheduled));
-        Box::pin(async { Ok(()) })
+        // Measured when the run executes (after its claim), not when it is built.
+        let (late, clock) = (self.late.clone(), self.clock.clone());
+        Box::pin(async move {
+            late.borrow_mut().push((scheduled, clock.now() - scheduled));
+            Ok(())
+        })
     }
 }
 

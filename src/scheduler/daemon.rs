@@ -65,7 +65,8 @@ pub async fn run_by_hand(
     let ids = store
         .start_runs(super::leader::node_id(), vec![start])
         .await?;
-    let id = ids.first().copied().unwrap_or_default();
+    // A manual start is never refused.
+    let id = ids.first().copied().flatten().unwrap_or_default();
     let result = runner.run(def, started).await;
     let end = RunEnd {
         id,

@@ -7,8 +7,11 @@
 //! Firing never waits for the store or a run: it computes the next fire time in memory,
 //! starts the runs as their own local tasks, and records the fire times afterwards in one
 //! write for everything due at once. Which node fires shared schedules is decided ahead
-//! of time by leadership ([`super::leader`]), not by a lock per run. Each run executes through the [`Runner`], which puts scripts in their own
-//! sandboxed state on another thread, so a slow run never delays the next fire.
+//! of time by leadership ([`super::leader`]); each run executes only once its start row,
+//! written in one batch for everything due at once, claimed its fire time, so a moment
+//! where two nodes both lead still runs each fire once. Each run executes through the
+//! [`Runner`], which puts scripts in their own sandboxed state on another thread, so a
+//! slow run never delays the next fire.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;

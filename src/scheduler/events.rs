@@ -131,6 +131,24 @@ impl Events {
         self.publish(|| json!({"event": "skipped", "schedule": name, "scheduled": scheduled}));
     }
 
+    /// A run that did not execute because its start was refused (`refused`: another node
+    /// started this fire time, which happens while two nodes both believe they lead) or
+    /// could not be recorded.
+    pub fn not_run(&self, name: &str, scheduled: Millis, refused: bool) {
+        if refused {
+            tracing::info!(
+                target: LOG, schedule = name, scheduled,
+                "run not started here: another node already started this fire time"
+            );
+        } else {
+            tracing::error!(
+                target: LOG, schedule = name, scheduled,
+                "run not started: its start could not be recorded in the store (see the \
+                 error above), and an unrecorded run could run twice across nodes"
+            );
+        }
+    }
+
     pub fn store_error(&self, name: &str, e: &StoreError) {
         tracing::error!(target: LOG, schedule = name, "store: {e}");
     }

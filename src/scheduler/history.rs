@@ -5,8 +5,10 @@
 //! one flusher task writes what gathered in one call (one transaction), then whatever
 //! gathered meanwhile, until the buffer is empty.
 //!
-//! A start hands back a receiver of the row id, which the run's end needs; the end waits
-//! for it, so an end is never written before its start.
+//! A start hands back a receiver of the row id, which the run needs before it executes: the
+//! start is the run's claim on its fire time, and the store refuses (no id) a fire time
+//! another node already started. The end waits for it too, so an end is never written
+//! before its start.
 
 use std::cell::{Cell, RefCell};
 
@@ -15,18 +17,22 @@ use tokio::sync::oneshot;
 use super::records::{RunEnd, RunStart};
 use super::Scheduler;
 
+/// Where a start's row id goes: `None` when the store refused the start.
+type Claim = oneshot::Sender<Option<i64>>;
+
 #[derive(Default)]
 pub(super) struct History {
-    starts: RefCell<Vec<(RunStart, Option<oneshot::Sender<i64>>)>>,
+    starts: RefCell<Vec<(RunStart, Option<Claim>)>>,
     ends: RefCell<Vec<RunEnd>>,
     /// Whether a flusher task is running.
     flushing: Cell<bool>,
 }
 
 impl Scheduler {
-    /// Queues a run's start for the history; the receiver gets its row id once written
-    /// (or is dropped if the write failed, which is logged).
-    pub(super) fn record_start(&self, start: RunStart) -> oneshot::Receiver<i64> {
+    /// Queues a run's start for the history; the receiver gets its row id once written,
+    /// `None` if the store refused the start (its fire time is taken), or is dropped if
+    /// the write failed (which is logged).
+    pub(super) fn record_start(&self, start: RunStart) -> oneshot::Receiver<Option<i64>> {
         let (tx, rx) = oneshot::channel();
         self.inner
             .history

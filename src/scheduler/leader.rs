@@ -5,12 +5,15 @@
 //! renews its lead every [`RENEW_EVERY`] and takes over when the lead has lapsed for
 //! [`LEAD_FOR`]. Only the leader fires shared schedules (configured, `schedule add`,
 //! script-path ones); every node fires its own function-handler schedules. So each run
-//! fires on one node, and the firing path writes nothing to the store before a run starts
-//! (a per-run lock would cost 10,000 writes before 10,000 simultaneous runs could start).
+//! fires on one node. Behind that, a run executes only after its start row claimed its
+//! fire time (`ScheduleStore::start_runs`, one transaction for all runs due at once), so
+//! if two nodes ever both fire, the second start of a fire is refused and not run.
 //!
 //! A node that takes over reloads the last recorded fire times, so runs due while no one
 //! led are handled by each schedule's missed-run policy. A leader that cannot renew stops
-//! firing [`MARGIN`] before its lead lapses, so two nodes never both believe they lead.
+//! firing [`MARGIN`] before its lead lapses, so with clocks in step two nodes do not both
+//! believe they lead (a process paused past its lead, or a clock that jumped, could: the
+//! claim above covers that).
 //!
 //! Takeover from a dead leader: a node name carries the host, its pid namespace and the
 //! process id ([`node_id`]). A node that finds the lead held by a process of its own host

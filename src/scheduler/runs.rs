@@ -3,9 +3,11 @@
 //!
 //! A run starts on the firing pass itself: the runner is called there and then (it only
 //! builds the run's future; scripts then execute on another thread), and one task per run
-//! waits for its end. Its history rows are written in batches (`super::history`), so ten
-//! thousand runs due at once do not queue ten thousand store writes in front of each
-//! other's starts.
+//! waits for its start to be recorded, then for its end. The start row is the run's claim
+//! on its fire time: the store refuses a fire time another node already started (two
+//! nodes may both believe they lead for a moment), and a refused run never executes. Its
+//! history rows are written in batches (`super::history`), so ten thousand runs due at
+//! once are one claim transaction, not ten thousand store writes in front of each other.
 
 use std::time::Duration;
 
@@ -129,7 +131,9 @@ impl Scheduler {
         }
     }
 
-    /// Records a started run and leaves the wait for its end to a task of its own.
+    /// Records a started run and leaves the rest to a task of its own: the run executes
+    /// once its start is recorded, which is its claim on the fire time (see
+    /// `ScheduleStore::start_runs`), so a fire that two nodes both started runs on one.
     fn started(
         &self,
         name: &str,
@@ -138,7 +142,6 @@ impl Scheduler {
         started: Millis,
         run: LocalBoxFuture<'static, Result<(), String>>,
     ) {
-        self.inner.events.started(name, at, started, kind);
         let id = self.record_start(RunStart {
             schedule: name.to_string(),
             kind,
@@ -148,17 +151,26 @@ impl Scheduler {
             error: None,
         });
         let (this, name) = (self.clone(), name.to_string());
-        tokio::task::spawn_local(async move { this.finish(name, at, started, run, id).await });
+        tokio::task::spawn_local(
+            async move { this.finish(name, at, kind, started, run, id).await },
+        );
     }
 
     async fn finish(
         &self,
         name: String,
         at: Millis,
+        kind: RunKind,
         started: Millis,
         run: LocalBoxFuture<'static, Result<(), String>>,
-        id: oneshot::Receiver<i64>,
+        id: oneshot::Receiver<Option<i64>>,
     ) {
+        // Not polled before the claim: the runner only built the run's future.
+        let id = match id.await {
+            Ok(Some(id)) => id,
+            claim => return self.not_run(&name, at, claim.is_ok()),
+        };
+        self.inner.events.started(&name, at, started, kind);
         let result = run.await;
         let ended = self.now();
         let (failures, pause) = {
@@ -203,19 +215,26 @@ impl Scheduler {
                 self.inner.events.store_error(&name, &e);
             }
         }
-        // The end row needs the start row's id; without one (its write failed, logged)
-        // there is nothing to finish.
-        if let Ok(id) = id.await {
-            self.record_end(RunEnd {
-                id,
-                schedule: name,
-                ended,
-                outcome: if result.is_ok() { "ok" } else { "failed" },
-                error: result.err(),
-                failures,
-                pause,
-                keep: self.inner.settings.history_keep,
-            });
+        self.record_end(RunEnd {
+            id,
+            schedule: name,
+            ended,
+            outcome: if result.is_ok() { "ok" } else { "failed" },
+            error: result.err(),
+            failures,
+            pause,
+            keep: self.inner.settings.history_keep,
+        });
+    }
+
+    /// A run that does not execute: the store refused its start (`refused`: another node
+    /// started this fire time) or could not record it (logged; running it anyway could
+    /// run the fire twice). Its place is freed so that queued runs move on.
+    fn not_run(&self, name: &str, at: Millis, refused: bool) {
+        if let Some(entry) = self.inner.state.borrow_mut().entries.get_mut(name) {
+            entry.running = entry.running.saturating_sub(1);
         }
+        self.inner.events.not_run(name, at, refused);
+        self.pump(name);
     }
 }

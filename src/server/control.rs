@@ -86,6 +86,11 @@ pub struct AgentRow {
     pub status: AgentStatus,
     /// Messages waiting in `agent:<name>` plus those being handled.
     pub inbox: u64,
+    /// The node whose lease places the agent (`None`: no node holds it yet).
+    pub node: Option<String>,
+    /// That node's lease lapsed: it stopped renewing, and another node takes over soon.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub node_lapsed: bool,
 }
 
 /// `dreamos agent status NAME`.
@@ -115,6 +120,8 @@ pub struct Daemon {
     pub social: Option<Arc<dyn crate::store::SocialStore>>,
     /// Counts kept from bus events, for `/metrics`.
     pub telemetry: super::telemetry::Telemetry,
+    /// Which node runs each agent; `None` runs every agent here without leases.
+    pub placement: Option<crate::agents::Placement>,
 }
 
 /// Transitions shown by `status`.
@@ -231,7 +238,8 @@ impl Daemon {
                 BTreeMap::new()
             }
         };
-        self.supervisor
+        let rows = self
+            .supervisor
             .list()
             .into_iter()
             .map(|status| AgentRow {
@@ -240,8 +248,14 @@ impl Daemon {
                     .copied()
                     .unwrap_or(0),
                 status,
+                node: None,
+                node_lapsed: false,
             })
-            .collect()
+            .collect();
+        match &self.placement {
+            Some(placement) => super::placed::locate(placement, self.store.as_ref(), rows).await,
+            None => rows,
+        }
     }
 
     async fn detail(&self, name: &str) -> Result<AgentDetail, Refused> {
@@ -273,6 +287,14 @@ impl Daemon {
             crate::agents::SupervisorError::Unknown(_) => Refused::new("not_found", e.to_string()),
             other => Refused::new("conflict", other.to_string()),
         };
+        if let (Some(placement), Action::Start | Action::Stop | Action::Restart) =
+            (&self.placement, action)
+        {
+            placement
+                .claim_agent(name)
+                .await
+                .map_err(|e| Refused::new("conflict", e))?;
+        }
         match action {
             Action::Start => self
                 .supervisor

@@ -40,6 +40,7 @@ pub mod events;
 pub mod families;
 pub mod files;
 pub mod metrics;
+mod placed;
 pub mod process;
 pub mod promql;
 pub mod repl;

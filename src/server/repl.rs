@@ -22,7 +22,7 @@ use crate::agents::Supervisor;
 use crate::cli::repl::eval::{Chunk, Evaluator, LocalEvaluator, Mode, Outcome};
 use crate::config::Config;
 use crate::lua::agent::AgentControl;
-use crate::store::SqliteStore;
+use crate::store::SharedStore;
 
 /// One chunk to evaluate, as the client sends it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -70,7 +70,7 @@ pub enum SessionRequest {
 pub struct Sessions {
     config: Arc<Config>,
     supervisor: Supervisor,
-    store: Arc<SqliteStore>,
+    store: SharedStore,
     /// The daemon's bus, so `bus.send` in the session wakes agents at once.
     bus: crate::bus::Bus,
     next: u64,
@@ -81,7 +81,7 @@ impl Sessions {
     pub fn new(
         config: Arc<Config>,
         supervisor: Supervisor,
-        store: Arc<SqliteStore>,
+        store: SharedStore,
         bus: crate::bus::Bus,
     ) -> Sessions {
         Sessions {

@@ -2,13 +2,15 @@
 //! `dreamos.toml`, or from a `--store sqlite:PATH|postgres:URL` argument) and [`AnyStore`]
 //! is the opened store, handing out the traits domain code takes (`Arc<dyn BusStore>`, ...).
 //!
-//! Today `dreamos store`, `dreamos bench bus|tasks --store` and the tests use this; the
-//! other commands still open SQLite directly (`open_sqlite`) until they are moved over.
+//! Every command and the daemon open their store through [`crate::store::open_configured`],
+//! which goes through here and hands out one [`SharedStore`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::{open_sqlite, BusStore, KvStore, PgStore, SqliteStore, StoreError, TaskStore};
+use super::{
+    open_sqlite, BusStore, KvStore, PgStore, SharedStore, SqliteStore, StoreError, TaskStore,
+};
 use crate::config::Config;
 
 /// Which database to open.
@@ -16,8 +18,11 @@ use crate::config::Config;
 pub enum StoreTarget {
     Sqlite(PathBuf),
     /// The connection URL (with its password, if any: never print it, see
-    /// [`StoreTarget::describe`]).
-    Postgres(String),
+    /// [`StoreTarget::describe`]) and the schema to work in (`None`: the default).
+    Postgres {
+        url: String,
+        schema: Option<String>,
+    },
 }
 
 impl StoreTarget {
@@ -25,13 +30,13 @@ impl StoreTarget {
     /// as they are) or a plain path, which means SQLite.
     pub fn parse(arg: &str) -> Result<StoreTarget, String> {
         if arg.starts_with("postgres://") || arg.starts_with("postgresql://") {
-            return Ok(StoreTarget::Postgres(arg.to_string()));
+            return Ok(StoreTarget::postgres(arg));
         }
         if let Some(url) = arg.strip_prefix("postgres:") {
             if url.is_empty() {
                 return Err("postgres: needs a URL, e.g. postgres:postgres://user@host/db".into());
             }
-            return Ok(StoreTarget::Postgres(url.to_string()));
+            return Ok(StoreTarget::postgres(url));
         }
         let path = arg.strip_prefix("sqlite:").unwrap_or(arg);
         if path.is_empty() {
@@ -40,14 +45,26 @@ impl StoreTarget {
         Ok(StoreTarget::Sqlite(PathBuf::from(path)))
     }
 
+    /// PostgreSQL at `url`, default schema.
+    pub fn postgres(url: &str) -> StoreTarget {
+        StoreTarget::Postgres {
+            url: url.to_string(),
+            schema: None,
+        }
+    }
+
     /// The configured store: `[store] backend`, then `path` or `url` / the variable named
     /// by `url_env`. Errors name the key or the variable.
     pub fn from_config(config: &Config) -> Result<StoreTarget, String> {
         let store = &config.store;
+        let schema = (!store.schema.is_empty()).then(|| store.schema.clone());
         match store.backend.as_str() {
-            "postgres" if !store.url.is_empty() => Ok(StoreTarget::Postgres(store.url.clone())),
+            "postgres" if !store.url.is_empty() => Ok(StoreTarget::Postgres {
+                url: store.url.clone(),
+                schema,
+            }),
             "postgres" => match std::env::var(&store.url_env) {
-                Ok(url) if !url.trim().is_empty() => Ok(StoreTarget::Postgres(url)),
+                Ok(url) if !url.trim().is_empty() => Ok(StoreTarget::Postgres { url, schema }),
                 _ => Err(format!(
                     "store.backend is \"postgres\" but neither store.url is set nor the \
                      environment variable {} (named by store.url_env)",
@@ -63,7 +80,16 @@ impl StoreTarget {
     pub fn describe(&self) -> String {
         match self {
             StoreTarget::Sqlite(path) => format!("sqlite {}", path.display()),
-            StoreTarget::Postgres(url) => format!("postgres {}", super::postgres::mask_url(url)),
+            StoreTarget::Postgres { url, schema: None } => {
+                format!("postgres {}", super::postgres::mask_url(url))
+            }
+            StoreTarget::Postgres {
+                url,
+                schema: Some(schema),
+            } => format!(
+                "postgres {} (schema {schema})",
+                super::postgres::mask_url(url)
+            ),
         }
     }
 
@@ -71,7 +97,13 @@ impl StoreTarget {
     pub async fn open(&self) -> Result<AnyStore, StoreError> {
         Ok(match self {
             StoreTarget::Sqlite(path) => AnyStore::Sqlite(open_sqlite(path).await?),
-            StoreTarget::Postgres(url) => AnyStore::Postgres(Arc::new(PgStore::open(url).await?)),
+            StoreTarget::Postgres { url, schema } => {
+                let options = super::PgOptions {
+                    schema: schema.clone(),
+                    ..Default::default()
+                };
+                AnyStore::Postgres(Arc::new(PgStore::open_with(url, options).await?))
+            }
         })
     }
 }
@@ -94,25 +126,24 @@ impl AnyStore {
         }
     }
 
-    pub fn bus(&self) -> Arc<dyn BusStore> {
+    /// The store as every service takes it.
+    pub fn shared(&self) -> SharedStore {
         match self {
             AnyStore::Sqlite(s) => s.clone(),
             AnyStore::Postgres(s) => s.clone(),
         }
+    }
+
+    pub fn bus(&self) -> Arc<dyn BusStore> {
+        self.shared()
     }
 
     pub fn tasks(&self) -> Arc<dyn TaskStore> {
-        match self {
-            AnyStore::Sqlite(s) => s.clone(),
-            AnyStore::Postgres(s) => s.clone(),
-        }
+        self.shared()
     }
 
     pub fn kv(&self) -> Arc<dyn KvStore> {
-        match self {
-            AnyStore::Sqlite(s) => s.clone(),
-            AnyStore::Postgres(s) => s.clone(),
-        }
+        self.shared()
     }
 
     /// The schema version the database is at, and the newest this build knows.
@@ -183,15 +214,15 @@ mod tests {
     fn store_arguments_name_their_backend() {
         assert_eq!(
             StoreTarget::parse("postgres:postgres://u@h/db"),
-            Ok(StoreTarget::Postgres("postgres://u@h/db".into()))
+            Ok(StoreTarget::postgres("postgres://u@h/db"))
         );
         assert_eq!(
             StoreTarget::parse("postgresql://u@h/db"),
-            Ok(StoreTarget::Postgres("postgresql://u@h/db".into()))
+            Ok(StoreTarget::postgres("postgresql://u@h/db"))
         );
         assert_eq!(
             StoreTarget::parse("postgres:host=/tmp user=u"),
-            Ok(StoreTarget::Postgres("host=/tmp user=u".into()))
+            Ok(StoreTarget::postgres("host=/tmp user=u"))
         );
         assert_eq!(
             StoreTarget::parse("sqlite:data/x.db"),
@@ -204,7 +235,7 @@ mod tests {
         assert!(StoreTarget::parse("postgres:").is_err());
         assert!(StoreTarget::parse("sqlite:").is_err());
         assert_eq!(
-            StoreTarget::Postgres("postgres://u:pw@h/db".into()).describe(),
+            StoreTarget::postgres("postgres://u:pw@h/db").describe(),
             "postgres postgres://u:***@h/db"
         );
     }

@@ -395,6 +395,19 @@ fn event_name(stored: &str) -> &'static str {
         .unwrap_or("unknown")
 }
 
+/// What another process sharing the store did on the bus (see
+/// [`BusStore::bus_signals`](super::BusStore::bus_signals)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BusSignal {
+    /// Messages were committed to this channel.
+    Enqueued(String),
+    /// A published message, as [`publish_remote`](super::BusStore::publish_remote) got it.
+    Published(String),
+}
+
+/// A feed of [`BusSignal`]s; it ends when its connection drops.
+pub type BusSignals = futures_util::stream::BoxStream<'static, BusSignal>;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,9 @@
 //! - [`BusStore`]: durable queue state, history and dead letters of the message bus.
 //! - [`KvStore`]: small durable key/value state per namespace (a script's `dreamos.kv`).
 //! - [`TaskStore`]: tasks, their dependencies and their transition log (`crate::tasks`).
+//! - [`LeaseStore`]: which node runs what when several share one database, and the nodes.
+//! - [`AgentStore`], [`ScheduleStore`], [`SocialStore`], [`DiscordOutboxStore`]: the
+//!   agent supervisor's log, the scheduler, and the social and Discord outboxes.
 //! - [`StoreError`]: every failure says what was being done and in which database.
 //!
 //! The traits return boxed futures (rather than `async fn`) so that callers can hold an
@@ -19,10 +22,19 @@
 pub mod agent_types;
 pub mod backend;
 pub mod bus_types;
+pub mod copy;
+#[cfg(test)]
+mod lease_tests;
+pub mod lease_types;
+pub mod outbox_types;
 pub mod postgres;
 pub mod sqlite;
 #[cfg(test)]
 pub(crate) mod testing;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod throwaway_pg;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,8 +44,53 @@ use futures_util::future::BoxFuture;
 pub use agent_types::*;
 pub use backend::{AnyStore, StoreTarget};
 pub use bus_types::*;
+pub use lease_types::*;
+pub use outbox_types::*;
 pub use postgres::{PgOptions, PgStore};
 pub use sqlite::SqliteStore;
+
+/// Everything a running Dream.OS needs from its database: the union of the per-domain
+/// traits, implemented by each backend. Commands and the daemon hold an `Arc<dyn Store>`
+/// ([`SharedStore`]) and hand each service the trait it takes (`store.clone() as
+/// Arc<dyn BusStore>`), so no code outside `store` knows which backend it runs on.
+pub trait Store:
+    BusStore
+    + KvStore
+    + TaskStore
+    + AgentStore
+    + ScheduleStore
+    + SocialStore
+    + DiscordOutboxStore
+    + LeaseStore
+{
+    /// `sqlite` or `postgres`, for status lines and metrics.
+    fn backend(&self) -> &'static str;
+
+    /// The database file, when it is one: watchers of a local file can wake on its writes
+    /// instead of polling.
+    fn file(&self) -> Option<&Path> {
+        None
+    }
+}
+
+/// The opened store, shared by every service of a process.
+pub type SharedStore = Arc<dyn Store>;
+
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn file(&self) -> Option<&Path> {
+        Some(self.path())
+    }
+}
+
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+}
 
 /// Milliseconds since the Unix epoch, as stored in every timestamp column.
 pub type Millis = i64;
@@ -43,6 +100,41 @@ pub type Millis = i64;
 /// when a command first needs storage; callers decide when that is.
 pub async fn open_sqlite(path: &Path) -> Result<Arc<SqliteStore>, StoreError> {
     SqliteStore::open(path).await.map(Arc::new)
+}
+
+/// Opens the store `[store]` configures, as every service takes it. The error says which
+/// backend and database (password masked), and why.
+pub async fn open_configured(config: &crate::config::Config) -> Result<SharedStore, String> {
+    let target = StoreTarget::from_config(config)?;
+    let opened = target
+        .open()
+        .await
+        .map(|store| store.shared())
+        .map_err(|e| format!("cannot open the store ({}): {e}", target.describe()))?;
+    Ok(opened)
+}
+
+/// In tests only: keeps tokio's paused clock from jumping while a database round trip is
+/// in flight. A paused clock advances to the next timer whenever the runtime is idle, and
+/// waiting on a socket is idle, so a test's "wait up to 60 s" would time out during a
+/// 1 ms query. Blocking-pool tasks hold the clock (SQLite's reads already run there), so
+/// one waits here until the operation is done: PostgreSQL round trips and SQLite writes
+/// (answered by the writer thread) go through it. Production code runs the plain future.
+#[cfg(test)]
+pub(crate) async fn hold_test_clock<T>(operation: impl std::future::Future<Output = T>) -> T {
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    let holder = tokio::task::spawn_blocking(move || {
+        let _ = wait.recv();
+    });
+    let out = operation.await;
+    drop(done);
+    let _ = holder.await;
+    out
+}
+
+#[cfg(not(test))]
+pub(crate) async fn hold_test_clock<T>(operation: impl std::future::Future<Output = T>) -> T {
+    operation.await
 }
 
 /// What went wrong in the store, and where.
@@ -265,6 +357,32 @@ pub trait BusStore: Send + Sync + 'static {
         older_than: Millis,
         keep_count: u64,
     ) -> BoxFuture<'_, Result<(u64, u64), StoreError>>;
+
+    /// Of `channels`, those holding a message a claim at `now` would look at (visible
+    /// queued ones, and lapsed deliveries). One query for every channel a process waits
+    /// on, instead of one claim per waiting consumer.
+    fn ready_channels(
+        &self,
+        channels: Vec<String>,
+        now: Millis,
+    ) -> BoxFuture<'_, Result<Vec<String>, StoreError>>;
+
+    /// A live feed of what every process sharing this store does on the bus (enqueues,
+    /// published messages), when the store can push it (PostgreSQL's `LISTEN/NOTIFY`).
+    /// `None`: it cannot, and the bus re-checks waiting channels on a timer instead (the
+    /// embedded store, whose other processes are occasional CLI commands). The feed ends
+    /// when its connection drops; the caller opens a new one.
+    fn bus_signals(&self) -> Option<BoxFuture<'_, Result<BusSignals, StoreError>>> {
+        None
+    }
+
+    /// Hands published (non-durable) messages, serialized, to the other processes'
+    /// [`bus_signals`](BusStore::bus_signals) feeds. Best effort, as publishing is; a store
+    /// without a feed has nobody to hand them to.
+    fn publish_remote(&self, messages: Vec<String>) -> BoxFuture<'_, Result<(), StoreError>> {
+        let _ = messages;
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Small durable key/value state, one namespace per script or agent. Values are JSON.
@@ -416,14 +534,32 @@ pub trait TaskStore: Send + Sync + 'static {
 
     /// Deletes all but the newest `keep` logged events; returns how many went.
     fn prune_task_events(&self, keep: u64) -> BoxFuture<'_, Result<u64, StoreError>>;
+
+    /// The logged events among `seqs` (those that exist), oldest first: an event tail
+    /// looks again for numbers it skipped, which a transaction still open held back.
+    fn task_events_at(
+        &self,
+        seqs: Vec<i64>,
+    ) -> BoxFuture<'_, Result<Vec<crate::tasks::TaskEvent>, StoreError>>;
+
+    /// A wake-up for every batch of task transitions any node commits from now on, for a
+    /// store that several nodes share (PostgreSQL: `LISTEN`); `None` where this process
+    /// is the only writer that matters (SQLite).
+    fn listen_tasks(&self) -> BoxFuture<'_, Result<Option<TaskListener>, StoreError>>;
 }
+
+/// Wake-ups from [`TaskStore::listen_tasks`]: `recv` returns once per notification and
+/// `None` when the connection is gone.
+pub type TaskListener = postgres::BusListener;
 
 /// Durable state of the scheduler ([`crate::scheduler`]): schedules with their last and next
 /// fire time, and run history. Every method is one atomic step, committed before its future
 /// resolves.
 ///
 /// `try_lead` elects the one scheduler that fires shared schedules when several nodes share
-/// one database (see `crate::scheduler::leader`), so each run fires once.
+/// one database (see `crate::scheduler::leader`), and `start_runs` refuses a second start
+/// of the same fire time, so each run fires once even while two nodes both believe they
+/// lead (a paused process, a clock that jumped).
 pub trait ScheduleStore: Send + Sync + 'static {
     /// Inserts or replaces a schedule (definition and state).
     fn put_schedule(
@@ -501,11 +637,18 @@ pub trait ScheduleStore: Send + Sync + 'static {
 
     /// Records the starts of runs (or, with `outcome = "skipped"`, runs that did not
     /// happen) by scheduler `node`, in one transaction, and returns their ids in order.
+    ///
+    /// This is also the claim that makes each fire time run once across nodes: a
+    /// scheduled or catch-up start for a (schedule, fire time) that another row already
+    /// holds, from any node or earlier in the same call, is refused (`None`, nothing
+    /// written), and its caller does not run it. Every row but a `manual` one holds its
+    /// fire time, until it is marked `interrupted` (then the missed-run policy may run
+    /// that fire time again).
     fn start_runs(
         &self,
         node: String,
         runs: Vec<crate::scheduler::RunStart>,
-    ) -> BoxFuture<'_, Result<Vec<i64>, StoreError>>;
+    ) -> BoxFuture<'_, Result<Vec<Option<i64>>, StoreError>>;
 
     /// Records the ends of runs and the schedule state each leaves, in one transaction;
     /// prunes old history.

@@ -9,11 +9,14 @@
 //! fail instead. Each test works in its own schema, dropped when the test ends, so tests
 //! run in parallel and leave nothing behind.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use super::{open_sqlite, BusStore, KvStore, PgOptions, PgStore, SqliteStore, TaskStore};
+use super::{
+    open_sqlite, AgentStore, BusStore, DiscordOutboxStore, KvStore, LeaseStore, PgOptions, PgStore,
+    ScheduleStore, SocialStore, SqliteStore, TaskStore,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Backend {
@@ -69,25 +72,44 @@ pub(crate) enum TestStore {
 }
 
 impl TestStore {
-    pub(crate) fn bus(&self) -> Arc<dyn BusStore> {
+    /// The store as every service takes it; the accessors below are its traits.
+    pub(crate) fn shared(&self) -> super::SharedStore {
         match self {
             TestStore::Sqlite(s) => s.clone(),
             TestStore::Postgres(s) => s.clone(),
         }
+    }
+
+    pub(crate) fn bus(&self) -> Arc<dyn BusStore> {
+        self.shared()
     }
 
     pub(crate) fn tasks(&self) -> Arc<dyn TaskStore> {
-        match self {
-            TestStore::Sqlite(s) => s.clone(),
-            TestStore::Postgres(s) => s.clone(),
-        }
+        self.shared()
     }
 
     pub(crate) fn kv(&self) -> Arc<dyn KvStore> {
-        match self {
-            TestStore::Sqlite(s) => s.clone(),
-            TestStore::Postgres(s) => s.clone(),
-        }
+        self.shared()
+    }
+
+    pub(crate) fn social(&self) -> Arc<dyn SocialStore> {
+        self.shared()
+    }
+
+    pub(crate) fn agents(&self) -> Arc<dyn AgentStore> {
+        self.shared()
+    }
+
+    pub(crate) fn discord_outbox(&self) -> Arc<dyn DiscordOutboxStore> {
+        self.shared()
+    }
+
+    pub(crate) fn schedules(&self) -> Arc<dyn ScheduleStore> {
+        self.shared()
+    }
+
+    pub(crate) fn leases(&self) -> Arc<dyn LeaseStore> {
+        self.shared()
     }
 
     pub(crate) fn pg(&self) -> Option<Arc<PgStore>> {
@@ -135,8 +157,13 @@ impl TestDb {
         (db, store)
     }
 
-    /// Another store on the same database, as a second process would open it.
+    /// Another store on the same database, as a second process would open it. Holds a
+    /// paused clock while it connects and migrates, as every store operation does.
     pub(crate) async fn open_again(&self) -> TestStore {
+        super::hold_test_clock(self.open_store()).await
+    }
+
+    async fn open_store(&self) -> TestStore {
         match &self.schema {
             None => TestStore::Sqlite(
                 open_sqlite(&self.dir.path().join("test.db"))
@@ -171,6 +198,11 @@ impl TestDb {
 }
 
 /// Drops its schema when the test ends (on a thread of its own: drop cannot await).
+///
+/// The test's runtime is blocked in this drop, so a transaction its store left open (a
+/// task that was between two statements) cannot finish and would hold its locks for ever,
+/// and the DROP with them. So the DROP waits at most a moment for a lock, and then the
+/// backends holding locks in the schema, all this test's, are terminated and it goes again.
 struct SchemaGuard {
     url: String,
     name: String,
@@ -190,9 +222,33 @@ impl Drop for SchemaGuard {
                     .map_err(|e| e.to_string())?;
                 tokio::spawn(conn);
                 client
-                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                    .batch_execute("SET lock_timeout = '1s'")
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string())?;
+                let mut tries = 0;
+                loop {
+                    let drop = format!("DROP SCHEMA IF EXISTS {name} CASCADE");
+                    let err = match client.batch_execute(&drop).await {
+                        Ok(()) => return Ok(()),
+                        Err(e) => e,
+                    };
+                    let waited =
+                        err.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE);
+                    tries += 1;
+                    if !waited || tries == 10 {
+                        return Err(err.to_string());
+                    }
+                    client
+                        .execute(
+                            "SELECT pg_terminate_backend(l.pid) FROM pg_locks l
+                             JOIN pg_class c ON c.oid = l.relation
+                             JOIN pg_namespace n ON n.oid = c.relnamespace
+                             WHERE n.nspname = $1 AND l.granted AND l.pid <> pg_backend_pid()",
+                            &[&name],
+                        )
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
             })
         })
         .join();
@@ -213,13 +269,17 @@ pub(crate) fn postgres_url() -> Option<String> {
         {
             return Some(url);
         }
-        match throwaway_cluster() {
+        match super::throwaway_pg::start() {
             Ok(url) => Some(url),
             Err(why) => {
-                eprintln!(
+                // Straight to stderr: the test harness would hide an eprintln! of a
+                // passing test, and this line must be seen.
+                use std::io::Write as _;
+                let _ = writeln!(
+                    std::io::stderr(),
                     "PostgreSQL tests skipped ({why}): set DREAMOS_TEST_POSTGRES_URL, e.g. \
-                     postgres://postgres@127.0.0.1:5432/test, or install PostgreSQL's \
-                     initdb and pg_ctl and run as a user other than root"
+                     postgres://postgres@127.0.0.1:5432/test, or install PostgreSQL (its \
+                     initdb and pg_ctl)"
                 );
                 None
             }
@@ -232,68 +292,4 @@ pub(crate) fn postgres_url() -> Option<String> {
         );
     }
     url.clone()
-}
-
-/// Data directory of the throwaway cluster, stopped and removed at exit.
-static CLUSTER: OnceLock<PathBuf> = OnceLock::new();
-
-/// Starts a private PostgreSQL cluster on a Unix socket in a temp directory.
-fn throwaway_cluster() -> Result<String, String> {
-    if unsafe_is_root() {
-        return Err("no DREAMOS_TEST_POSTGRES_URL, and initdb refuses to run as root".into());
-    }
-    let run = |cmd: &mut std::process::Command| -> Result<(), String> {
-        let out = cmd
-            .output()
-            .map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{:?} failed: {}",
-                cmd.get_program(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        }
-    };
-    let base = std::env::temp_dir().join(format!("dreamos-pg-{}", std::process::id()));
-    let data = base.join("data");
-    std::fs::create_dir_all(&base).map_err(|e| format!("{}: {e}", base.display()))?;
-    run(std::process::Command::new("initdb")
-        .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
-        .arg(&data))?;
-    let options = format!(
-        "-c listen_addresses='' -c unix_socket_directories='{}' -c fsync=off -c max_connections=200",
-        base.display()
-    );
-    run(std::process::Command::new("pg_ctl")
-        .args(["-w", "-l"])
-        .arg(base.join("log"))
-        .args(["-o", &options, "-D"])
-        .arg(&data)
-        .arg("start"))?;
-    let _ = CLUSTER.set(base.clone());
-    extern "C" fn stop_cluster() {
-        if let Some(base) = CLUSTER.get() {
-            let _ = std::process::Command::new("pg_ctl")
-                .args(["-m", "immediate", "-D"])
-                .arg(base.join("data"))
-                .arg("stop")
-                .output();
-            let _ = std::fs::remove_dir_all(base);
-        }
-    }
-    // SAFETY: registers a plain function without arguments to run at process exit.
-    unsafe {
-        libc::atexit(stop_cluster);
-    }
-    Ok(format!(
-        "host={} user=postgres dbname=postgres",
-        base.display()
-    ))
-}
-
-fn unsafe_is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
 }

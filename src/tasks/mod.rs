@@ -10,22 +10,23 @@
 //!   dependency tree; [`validate`] checks arguments the same way for every caller.
 //! - [`claim`](Tasks::claim) is atomic because the store applies claims one at a time
 //!   (SQLite: one writer thread; PostgreSQL: `FOR UPDATE SKIP LOCKED`). A claim that waits
-//!   sleeps on a [`Notify`] woken by every transition to `ready` in this process, and on a
+//!   sleeps on a `Notify` woken by every transition to `ready` in this process, and on a
 //!   timer for the next lease expiry and for a slow re-check that notices other processes.
 //!
 //! Events: every committed transition is logged in the store *and* published on the bus
-//! topic [`TOPIC`] in this process. Publishing is in-process fan-out, so another process
-//! (a `dreamos task watch` terminal) cannot hear it; it tails the store's event log
-//! instead, woken by the kernel when the database's write-ahead log is written (inotify;
-//! elsewhere every `tasks.watch_interval`), see `cli/task/wake.rs`. The log is the one
-//! source both ways share, and it works without a daemon; a daemon's HTTP side could serve
-//! the same events later without changing them.
+//! topic [`TOPIC`] in this process. On a store several nodes share (PostgreSQL), each
+//! process also tails the log and publishes what other nodes committed, once ([`follow`]),
+//! so watchers and waiting claims on every node hear every node. A `dreamos task watch`
+//! terminal on SQLite cannot hear another process's bus; it tails the store's event log
+//! itself, woken by the kernel when the database's write-ahead log is written (inotify;
+//! elsewhere every `tasks.watch_interval`), see `cli/task/wake.rs`.
 //!
 //! Time comes from tokio's clock ([`Clock`]), so tests pause and advance it.
 
 pub mod config;
 pub mod dag;
 mod error;
+mod follow;
 pub mod graph;
 pub mod machine;
 pub mod plan;
@@ -36,10 +37,9 @@ pub mod validate;
 mod tests;
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 pub use config::TasksConfig;
@@ -102,10 +102,11 @@ struct Inner {
     bus: Bus,
     config: TasksConfig,
     clock: Clock,
-    /// Woken whenever a transition to `ready` commits in this process, so waiting claims
-    /// try again at once instead of polling. Shared by every service over the same store
-    /// (each Lua state has its own service; see [`ready_signal`]).
-    ready: Arc<Notify>,
+    /// Shared by every service over the same store in this process (each Lua state has
+    /// its own service): the wake-up of waiting claims, woken whenever a transition to
+    /// `ready` commits, so they try again at once instead of polling; and the tail of
+    /// other nodes' events.
+    node: Arc<follow::Node>,
     /// When reads last swept, and when the event log was last trimmed (ms).
     last_read_sweep: AtomicI64,
     last_prune: AtomicI64,
@@ -131,14 +132,14 @@ impl Tasks {
             .map_err(|reason| TaskError::invalid("tasks", reason))?;
         let clock = Clock::new();
         let now = clock.now();
-        let ready = ready_signal(&store);
+        let node = follow::node_of(&store, &bus);
         Ok(Tasks {
             inner: Arc::new(Inner {
                 store,
                 bus,
                 config,
                 clock,
-                ready,
+                node,
                 last_read_sweep: AtomicI64::new(i64::MIN),
                 last_prune: AtomicI64::new(now),
             }),
@@ -241,7 +242,7 @@ impl Tasks {
         loop {
             // Registered before the attempt, so a task that becomes ready while the claim
             // is on its way to the store still wakes this waiter.
-            let notified = self.inner.ready.notified();
+            let notified = self.inner.node.ready.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             let outcome = self
@@ -396,6 +397,12 @@ impl Tasks {
         Ok(self.inner.store.agent_summary().await?)
     }
 
+    /// Returns once transitions other nodes commit from now on reach this process's bus
+    /// and wake its claims (at once on a store only this process writes).
+    pub async fn following(&self) {
+        self.inner.node.following().await;
+    }
+
     /// Subscribes to [`TOPIC`] on this service's bus.
     pub fn subscribe(&self) -> Result<Subscription, TaskError> {
         self.inner
@@ -406,20 +413,7 @@ impl Tasks {
 
     /// Publishes committed transitions and wakes waiting claims if any made a task ready.
     fn publish(&self, events: &[TaskEvent]) {
-        if events.iter().any(|e| e.new == Status::Ready) {
-            self.inner.ready.notify_waiters();
-        }
-        // Building payloads costs more than anything else here; skip it when nobody in
-        // this process listens (the common case for workers).
-        if self.inner.bus.subscriber_count() > 0 {
-            for event in events {
-                if let Ok(payload) = serde_json::to_value(event) {
-                    if let Err(e) = self.inner.bus.publish("tasks", TOPIC, payload) {
-                        tracing::warn!(target: "dreamos::tasks", "cannot publish a task event: {e}");
-                    }
-                }
-            }
-        }
+        follow::publish_local(&self.inner.node, &self.inner.bus, events);
         self.maybe_prune();
     }
 
@@ -448,28 +442,4 @@ impl Tasks {
             });
         }
     }
-}
-
-/// The wake-up of waiting claims for `store`, one per store per process: a script adding a
-/// task wakes claims waiting in every other script of this process that uses the same
-/// store, though each has its own service.
-fn ready_signal(store: &Arc<dyn TaskStore>) -> Arc<Notify> {
-    static SIGNALS: Mutex<Vec<(usize, Weak<Notify>)>> = Mutex::new(Vec::new());
-    // The store's address names it while it lives, and it lives as long as any service
-    // that holds this signal.
-    let key = Arc::as_ptr(store) as *const () as usize;
-    let Ok(mut signals) = SIGNALS.lock() else {
-        return Arc::new(Notify::new());
-    };
-    signals.retain(|(_, weak)| weak.strong_count() > 0);
-    if let Some(signal) = signals
-        .iter()
-        .find(|(k, _)| *k == key)
-        .and_then(|(_, weak)| weak.upgrade())
-    {
-        return signal;
-    }
-    let signal = Arc::new(Notify::new());
-    signals.push((key, Arc::downgrade(&signal)));
-    signal
 }

@@ -261,21 +261,30 @@ pub fn opt(name: &str, value: Value) -> Value {
     json!({"name": name, "type": kind, "value": value})
 }
 
-/// Posts waiting in the store's Discord outbox.
-pub fn queued(db: &Path) -> usize {
+/// Where the posts waiting in the store's Discord outbox go (`channel:ID`, `webhook_env:VAR`).
+pub fn queued(db: &Path) -> Vec<String> {
     let db = db.to_path_buf();
     dreamos::runtime::block_on(async move {
         let store = dreamos::store::open_sqlite(&db).await.expect("open store");
-        store.outbox_peek(1000).await.expect("peek").len()
+        dreamos::store::DiscordOutboxStore::outbox_pending(&*store, 1000)
+            .await
+            .expect("read the outbox")
+            .into_iter()
+            .map(|row| row.target)
+            .collect()
     })
     .expect("runtime")
 }
 
-/// Polls a condition the daemon makes true in its own process (nothing to wait on here).
-pub fn poll(what: &str, mut ok: impl FnMut() -> bool) {
+/// Polls a condition the daemon makes true in its own process (nothing to wait on here);
+/// false if it did not hold within [`WAIT`].
+pub fn poll(mut ok: impl FnMut() -> bool) -> bool {
     let start = std::time::Instant::now();
     while !ok() {
-        assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
+        if start.elapsed() >= WAIT {
+            return false;
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
+    true
 }

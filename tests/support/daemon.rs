@@ -13,6 +13,7 @@ pub fn dreamos(dir: &Path, args: &[&str]) -> Output {
     let out = Command::new(bin())
         .args(args)
         .current_dir(dir)
+        .envs(super::backend::store_env(dir))
         .env_remove("DREAMOS_CONFIG")
         .env("DREAMOS_LOG_CONSOLE", "off")
         .output()
@@ -104,32 +105,64 @@ pub fn start_daemon() -> Daemon {
     std::fs::write(p.join("scout.lua"), SCOUT).expect("scout");
     std::fs::write(p.join("worker.lua"), WORKER).expect("worker");
     std::fs::write(p.join("nightly.lua"), "return 1\n").expect("nightly");
-    let child = Command::new(bin())
-        .arg("serve")
-        .current_dir(p)
-        .env_remove("DREAMOS_CONFIG")
-        .env("DREAMOS_LOG_CONSOLE", "off")
+    let child = serve_command(p)
+        .envs(super::backend::store_env(p))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn serve");
-    let info = p.join("data/daemon.json");
-    let started = std::time::Instant::now();
-    while !info.exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "daemon did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let info: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&info).expect("daemon.json")).expect("json");
-    let token = std::fs::read_to_string(p.join("data/daemon.token")).expect("token");
+    let (addr, token) = wait_ready(&p.join("data"), Duration::from_secs(30), || None);
     Daemon {
         child,
-        addr: info["addr"].as_str().expect("addr").to_string(),
-        token: token.trim().to_string(),
+        addr,
+        token,
         dir,
+    }
+}
+
+/// `dreamos serve` in `dir`, with the test's environment kept out of its configuration.
+pub fn serve_command(dir: &Path) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.arg("serve")
+        .current_dir(dir)
+        .env_remove("DREAMOS_CONFIG")
+        .env("DREAMOS_LOG_CONSOLE", "off");
+    cmd
+}
+
+/// Waits until the daemon of `data_dir` serves (it writes `daemon.json` once its agents,
+/// schedules and control API have started) and returns its address and control token.
+/// `exited` is asked on each round and ends the wait early with what it returns, so a
+/// daemon that failed at start is reported as such rather than as a timeout.
+pub fn wait_ready(
+    data_dir: &Path,
+    limit: Duration,
+    mut exited: impl FnMut() -> Option<String>,
+) -> (String, String) {
+    let started = std::time::Instant::now();
+    loop {
+        // The file is written in place, so a read can see it half-written: parse or retry.
+        let info = std::fs::read_to_string(data_dir.join("daemon.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+        let token = std::fs::read_to_string(data_dir.join("daemon.token")).ok();
+        if let (Some(info), Some(token)) = (info, token) {
+            if let Some(addr) = info["addr"].as_str() {
+                return (addr.to_string(), token.trim().to_string());
+            }
+        }
+        if let Some(why) = exited() {
+            panic!(
+                "the daemon in {} exited at start: {why}",
+                data_dir.display()
+            );
+        }
+        assert!(
+            started.elapsed() < limit,
+            "the daemon in {} did not start within {limit:?}",
+            data_dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -7,6 +7,7 @@ mod crash;
 mod delivery;
 mod history;
 mod input;
+mod nodes;
 mod pubsub;
 mod retry;
 

@@ -28,6 +28,9 @@ use crate::runtime::{self, StateOptions};
 use crate::store::{AnyStore, StoreTarget};
 use crate::tasks::{NewTask, Priority};
 
+#[path = "bench_nodes.rs"]
+mod nodes;
+
 #[derive(Debug, Args)]
 pub struct TaskBenchArgs {
     /// Full add -> claim -> complete cycles in the throughput run.
@@ -39,9 +42,10 @@ pub struct TaskBenchArgs {
     /// Concurrent lanes (dreamos.spawn tasks) per worker.
     #[arg(long, default_value_t = 64)]
     pub lanes: usize,
-    /// Ready backlogs to measure claim at (comma-separated); empty skips the run.
-    #[arg(long, value_delimiter = ',', default_value = "1000,1000000")]
-    pub backlogs: Vec<usize>,
+    /// Ready backlogs to measure claim at (comma-separated); empty (`--backlogs ''`) skips
+    /// the run.
+    #[arg(long, default_value = "1000,1000000", value_parser = parse_backlogs)]
+    pub backlogs: Backlogs,
     /// Claims measured at each backlog (in rounds of at most a quarter of it, each
     /// followed by a top-up, so the backlog stays near its size).
     #[arg(long, default_value_t = 5000)]
@@ -51,11 +55,41 @@ pub struct TaskBenchArgs {
     /// not point it at a production store.
     #[arg(long, value_name = "BACKEND:WHERE", value_parser = StoreTarget::parse)]
     pub store: Option<StoreTarget>,
+    /// Nodes sharing the cycles: this process and N-1 more `dreamos` processes on the same
+    /// `--store` (PostgreSQL), each with `--workers` x `--lanes`, started together.
+    #[arg(long, default_value_t = 1)]
+    pub nodes: usize,
+    /// Set on the extra processes `--nodes` starts; not for direct use.
+    #[arg(long, hide = true)]
+    pub node_child: bool,
+}
+
+/// The `--backlogs` list; one value, so that an empty one parses (clap's value delimiter
+/// would read `''` as one empty number).
+#[derive(Debug, Clone)]
+pub struct Backlogs(pub Vec<usize>);
+
+fn parse_backlogs(text: &str) -> Result<Backlogs, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| {
+            n.parse()
+                .map_err(|_| format!("'{n}' is not a number of tasks"))
+        })
+        .collect::<Result<_, _>>()
+        .map(Backlogs)
 }
 
 pub fn run(config: Arc<Config>, args: TaskBenchArgs) -> anyhow::Result<ExitCode> {
-    if args.cycles == 0 || args.workers == 0 || args.lanes == 0 {
-        bail!("--cycles, --workers and --lanes must be at least 1");
+    if args.cycles == 0 || args.workers == 0 || args.lanes == 0 || args.nodes == 0 {
+        bail!("--cycles, --workers, --lanes and --nodes must be at least 1");
+    }
+    if args.nodes > 1 && !matches!(args.store, Some(StoreTarget::Postgres { .. })) {
+        bail!(
+            "--nodes {} needs a shared database: add --store postgres:URL",
+            args.nodes
+        );
     }
     let scratch = match &args.store {
         Some(_) => None,
@@ -81,32 +115,24 @@ async fn runs(
         .await
         .with_context(|| format!("cannot open the store ({})", target.describe()))?;
     let bus = Bus::new(store.bus(), config.bus.clone())?;
+    let per_node = args.cycles.div_ceil(args.nodes);
+    if args.node_child {
+        return nodes::child(&config, &args, &store, &bus, per_node).await;
+    }
     println!("store: {}", target.describe());
     println!(
-        "durable add -> claim -> complete from Lua: {} cycles, {} workers x {} lanes",
-        args.cycles, args.workers, args.lanes
+        "durable add -> claim -> complete from Lua: {} cycles, {} node(s) x {} workers x {} lanes",
+        per_node * args.nodes,
+        args.nodes,
+        args.workers,
+        args.lanes
     );
-    let per_worker = args.cycles.div_ceil(args.workers);
-    let mut states = Vec::new();
-    for w in 0..args.workers {
-        states.push(state(&config, &format!("bench-worker-{w}"), &store, &bus)?);
-    }
+    let run = Cycles::prepare(&config, &store, &bus, args.workers, args.lanes, per_node)?;
+    let mut children = nodes::Children::start(args.nodes - 1).await?;
     let started = Instant::now();
-    let mut runs = Vec::new();
-    for (w, lua) in states.iter().enumerate() {
-        let script_args = [
-            format!("worker-{w}"),
-            per_worker.to_string(),
-            args.lanes.to_string(),
-        ];
-        runs.push(async move {
-            runtime::run_chunk(lua, CYCLES.as_bytes(), "=bench worker", &script_args).await
-        });
-    }
-    let mut latencies = Vec::new();
-    for out in join_all(runs).await {
-        latencies.extend(numbers(&out?)?);
-    }
+    children.go().await?;
+    let (mut latencies, _) = run.run().await?;
+    latencies.extend(children.finish().await?);
     let elapsed = started.elapsed();
     let cycles = latencies.len();
     let stats = Stats::of(latencies);
@@ -117,7 +143,7 @@ async fn runs(
         stats.p99,
         elapsed.as_secs_f64()
     );
-    if args.backlogs.is_empty() || args.claims == 0 {
+    if args.backlogs.0.is_empty() || args.claims == 0 {
         return Ok(());
     }
     println!(
@@ -126,7 +152,7 @@ async fn runs(
     );
     let mut ready = 0usize;
     let mut first: Option<Stats> = None;
-    for &backlog in &args.backlogs {
+    for &backlog in &args.backlogs.0 {
         let fill_started = Instant::now();
         let added = fill(&store, backlog.saturating_sub(ready)).await?;
         ready += added;
@@ -138,7 +164,7 @@ async fn runs(
         // every backlog, so the runs compare), each followed by a top-up, so every claim
         // sees between 3/4 of the backlog and all of it. The first round only warms up (the
         // writer may still be checkpointing the fill).
-        let smallest = args.backlogs.iter().copied().min().unwrap_or(backlog);
+        let smallest = args.backlogs.0.iter().copied().min().unwrap_or(backlog);
         let round = args.claims.min(smallest / 4).max(1);
         let rounds = args.claims.div_ceil(round);
         let lua = state(&config, "bench-claimer", &store, &bus)?;
@@ -172,13 +198,64 @@ async fn runs(
             None => first = Some(stats),
             Some(base) => println!(
                 "    vs backlog {}: p50 {:.2}x, p99 {:.2}x",
-                args.backlogs[0],
+                args.backlogs.0[0],
                 stats.p50 / base.p50.max(1e-9),
                 stats.p99 / base.p99.max(1e-9)
             ),
         }
     }
     Ok(())
+}
+
+/// The cycles run of one node: Lua states ready to loop add -> claim -> complete.
+pub(super) struct Cycles {
+    states: Vec<Lua>,
+    per_worker: usize,
+    lanes: usize,
+}
+
+impl Cycles {
+    pub(super) fn prepare(
+        config: &Arc<Config>,
+        store: &AnyStore,
+        bus: &Bus,
+        workers: usize,
+        lanes: usize,
+        cycles: usize,
+    ) -> anyhow::Result<Cycles> {
+        let mut states = Vec::new();
+        for w in 0..workers {
+            states.push(state(config, &format!("bench-worker-{w}"), store, bus)?);
+        }
+        Ok(Cycles {
+            states,
+            per_worker: cycles.div_ceil(workers),
+            lanes,
+        })
+    }
+
+    /// Runs every worker to the end; each claim's latency (seconds) and the time taken.
+    pub(super) async fn run(&self) -> anyhow::Result<(Vec<f64>, Duration)> {
+        let started = Instant::now();
+        let mut runs = Vec::new();
+        // Agent names differ per process, so each node's holders are told apart.
+        let pid = std::process::id();
+        for (w, lua) in self.states.iter().enumerate() {
+            let script_args = [
+                format!("worker-{pid}-{w}"),
+                self.per_worker.to_string(),
+                self.lanes.to_string(),
+            ];
+            runs.push(async move {
+                runtime::run_chunk(lua, CYCLES.as_bytes(), "=bench worker", &script_args).await
+            });
+        }
+        let mut latencies = Vec::new();
+        for out in join_all(runs).await {
+            latencies.extend(numbers(&out?)?);
+        }
+        Ok((latencies, started.elapsed()))
+    }
 }
 
 /// A sandboxed state sharing the benchmark's store and bus (so their claims wake each

@@ -13,7 +13,6 @@ mod watch;
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -21,7 +20,7 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use crate::bus::Bus;
 use crate::config::Config;
-use crate::store::SqliteStore;
+use crate::store::SharedStore;
 use crate::tasks::plan::Plan;
 use crate::tasks::{ClaimRequest, Lease, ListFilter, Priority, Status, TaskId, TaskSpec, Tasks};
 use crate::units::parse_duration;
@@ -177,17 +176,17 @@ fn parse_status(s: &str) -> Result<Status, String> {
 }
 
 /// The task service over `store`, configured from `config`.
-pub fn service(store: Arc<SqliteStore>, config: &Config) -> anyhow::Result<Tasks> {
+pub fn service(store: SharedStore, config: &Config) -> anyhow::Result<Tasks> {
     let bus = Bus::new(store.clone(), config.bus.clone())?;
     Ok(Tasks::new(store, bus, config.tasks.clone())?)
 }
 
 /// Runs a task command, printing to stdout.
-pub async fn run(cmd: TaskCommand, store: Arc<SqliteStore>, config: &Config) -> anyhow::Result<()> {
-    let db = store.path().to_path_buf();
+pub async fn run(cmd: TaskCommand, store: SharedStore, config: &Config) -> anyhow::Result<()> {
+    let db = store.file().map(|p| p.to_path_buf());
     let tasks = service(store, config)?;
     if let TaskCommand::Watch(args) = cmd {
-        return watch::watch(&tasks, &db, args).await;
+        return watch::watch(&tasks, db.as_deref(), args).await;
     }
     let stdout = std::io::stdout();
     execute(cmd, &tasks, &mut stdout.lock()).await

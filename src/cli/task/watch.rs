@@ -45,11 +45,16 @@ pub struct WatchArgs {
 
 type Counts = BTreeMap<Status, u64>;
 
-/// Runs the watch on `tasks`, whose database file is `db`.
-pub async fn watch(tasks: &Tasks, db: &std::path::Path, args: WatchArgs) -> anyhow::Result<()> {
+/// Runs the watch on `tasks`, whose database file is `db` (`None`: a database server,
+/// looked at every `tasks.watch_interval`).
+pub async fn watch(
+    tasks: &Tasks,
+    db: Option<&std::path::Path>,
+    args: WatchArgs,
+) -> anyhow::Result<()> {
     let store = tasks.store().clone();
     // Watching starts before the first read, so no commit falls between the two.
-    let wal = WalWatch::new(db);
+    let wal = db.and_then(WalWatch::new);
     tasks.sweep().await?;
     // Counts and cursor must describe the same moment: retry if events arrived between.
     let (mut cursor, mut counts) = (0, Counts::new());

@@ -6,7 +6,6 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -15,7 +14,7 @@ use super::alerts::{Alert, Alerter, Level, Outgoing};
 use super::bot::{Bot, LOG};
 use super::builtins::human;
 use super::outbox::{self, Target};
-use crate::store::SqliteStore;
+use crate::store::{SharedStore, Store};
 
 /// How often repeats are counted out and dead letters are looked for.
 const TICK: Duration = Duration::from_secs(1);
@@ -45,7 +44,7 @@ pub fn route(bot: &Bot, agent: Option<&str>) -> Option<Target> {
     c.alert_webhook_env.clone().map(Target::WebhookEnv)
 }
 
-async fn emit(bot: &Bot, store: &SqliteStore, out: Outgoing) {
+async fn emit(bot: &Bot, store: &dyn Store, out: Outgoing) {
     let Some(target) = route(bot, out.agent.as_deref()) else {
         return;
     };
@@ -109,7 +108,7 @@ pub fn alert_for(topic: &str, payload: &Value) -> Option<Alert> {
 }
 
 /// Runs every alert source and the summaries until the bot goes away.
-pub async fn run(bot: Rc<Bot>, store: Arc<SqliteStore>) {
+pub async fn run(bot: Rc<Bot>, store: SharedStore) {
     let alerter = Rc::new(RefCell::new(Alerter::new(
         bot.config.alert_window,
         bot.config.alerts_per_minute,
@@ -121,7 +120,7 @@ pub async fn run(bot: Rc<Bot>, store: Arc<SqliteStore>) {
             let (bot, store) = (bot.clone(), store.clone());
             async move {
                 for o in out {
-                    emit(&bot, &store, o).await;
+                    emit(&bot, &*store, o).await;
                 }
             }
         }
@@ -176,7 +175,7 @@ pub async fn run(bot: Rc<Bot>, store: Arc<SqliteStore>) {
             _ = tick.tick() => {
                 let due = alerter.borrow_mut().tick(Instant::now());
                 for out in due {
-                    emit(&bot, &store, out).await;
+                    emit(&bot, &*store, out).await;
                 }
             }
             _ = dead_check.tick() => {
@@ -201,7 +200,7 @@ pub async fn run(bot: Rc<Bot>, store: Arc<SqliteStore>) {
 
 /// Every `summary_interval`: one embed per agent (state, messages handled, tasks done,
 /// errors) to `summary_channel`, with what changed since the last summary.
-async fn summaries(bot: Rc<Bot>, store: Arc<SqliteStore>) {
+async fn summaries(bot: Rc<Bot>, store: SharedStore) {
     let Some(channel) = bot.config.summary_channel else {
         return;
     };
@@ -257,7 +256,7 @@ async fn summaries(bot: Rc<Bot>, store: Arc<SqliteStore>) {
         }
         if embeds.is_empty() {
             let body = json!({"content": "Summary: no agents are configured."});
-            outbox::push(&bot, &store, &Target::Channel(channel.0), &body).await;
+            outbox::push(&bot, &*store, &Target::Channel(channel.0), &body).await;
             continue;
         }
         // Discord takes at most 10 embeds per message.
@@ -268,7 +267,7 @@ async fn summaries(bot: Rc<Bot>, store: Arc<SqliteStore>) {
                 _ => format!("Summary ({} agent(s)), {}/{pages}", rows.len(), i + 1),
             };
             let body = json!({"content": content, "embeds": page});
-            outbox::push(&bot, &store, &Target::Channel(channel.0), &body).await;
+            outbox::push(&bot, &*store, &Target::Channel(channel.0), &body).await;
         }
     }
 }

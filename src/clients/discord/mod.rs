@@ -40,17 +40,90 @@ use tokio::sync::mpsc;
 pub use builtins::Runtime;
 pub use config::DiscordConfig;
 
-use crate::store::SqliteStore;
+use crate::store::SharedStore;
 
 /// The running bot, for shutdown.
 pub struct Handle {
     shards: Arc<ShardManager>,
+    /// The bot's local loops (commands, outbox, feeds, Lua sends, registration).
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Handle {
-    /// Closes the gateway connection.
+    /// Closes the gateway connection and ends the bot's loops, so a node that hands the
+    /// bot to another (its `discord` lease) sends nothing more.
     pub async fn shutdown(self) {
         self.shards.shutdown_all().await;
+        for task in self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// The bot as a placed service: with several nodes sharing one database, only the node
+/// holding the `discord` lease runs it. `None` when `[discord]` is not configured, its
+/// token variable is empty here, so such a node never takes the lease from one that can
+/// run the bot.
+pub fn service(rt: Runtime, store: SharedStore) -> Option<Rc<dyn crate::agents::Service>> {
+    let config = rt.config.discord.as_ref()?;
+    if std::env::var(&config.token_env).map_or(true, |t| t.trim().is_empty()) {
+        disabled(&format!(
+            "the environment variable ${} ([discord] token_env) is not set",
+            config.token_env
+        ));
+        return None;
+    }
+    Some(Rc::new(Placed {
+        rt,
+        store,
+        slot: Rc::new(RefCell::new(Slot::Idle)),
+    }))
+}
+
+/// Where the placed bot is: starting checks the token with Discord, which may take as long
+/// as Discord takes to answer, so it runs in a task of its own rather than in the placement
+/// round that also renews the node's leases.
+enum Slot {
+    Idle,
+    Starting(tokio::task::JoinHandle<()>),
+    Running(Handle),
+}
+
+struct Placed {
+    rt: Runtime,
+    store: SharedStore,
+    slot: Rc<RefCell<Slot>>,
+}
+
+impl crate::agents::Service for Placed {
+    fn start(&self) -> futures_util::future::LocalBoxFuture<'_, ()> {
+        Box::pin(async move {
+            if !matches!(*self.slot.borrow(), Slot::Idle) {
+                return;
+            }
+            let (rt, store, slot) = (self.rt.clone(), self.store.clone(), self.slot.clone());
+            let starting = tokio::task::spawn_local(async move {
+                let handle = start(rt, store).await;
+                *slot.borrow_mut() = handle.map_or(Slot::Idle, Slot::Running);
+            });
+            // The task may already have finished (nothing to wait for): keep what it set.
+            let mut slot = self.slot.borrow_mut();
+            if matches!(*slot, Slot::Idle) && !starting.is_finished() {
+                *slot = Slot::Starting(starting);
+            }
+        })
+    }
+
+    fn stop(&self) -> futures_util::future::LocalBoxFuture<'_, ()> {
+        Box::pin(async move {
+            let slot = std::mem::replace(&mut *self.slot.borrow_mut(), Slot::Idle);
+            match slot {
+                Slot::Idle => {}
+                // Cut off at an await, before the client was spawned: nothing runs yet.
+                Slot::Starting(task) => task.abort(),
+                Slot::Running(handle) => handle.shutdown().await,
+            }
+        })
     }
 }
 
@@ -62,7 +135,7 @@ fn disabled(why: &str) -> Option<Handle> {
 
 /// Starts the bot if `[discord]` is configured and the token is good. Must run on the
 /// daemon's `LocalSet` (commands run there beside the agents).
-pub async fn start(rt: Runtime, store: Arc<SqliteStore>) -> Option<Handle> {
+pub async fn start(rt: Runtime, store: SharedStore) -> Option<Handle> {
     let config = rt.config.discord.clone()?;
     let token = match std::env::var(&config.token_env) {
         Ok(t) if !t.trim().is_empty() => t.trim().to_string(),
@@ -129,27 +202,29 @@ pub async fn start(rt: Runtime, store: Arc<SqliteStore>) -> Option<Handle> {
             );
         }
     });
-    tokio::task::spawn_local(bot.clone().serve(events));
-    tokio::task::spawn_local(outbox::deliver(bot.clone(), store.clone()));
-    tokio::task::spawn_local(feeds::run(bot.clone(), store.clone()));
+    let mut tasks = vec![
+        tokio::task::spawn_local(bot.clone().serve(events)),
+        tokio::task::spawn_local(outbox::deliver(bot.clone(), store.clone())),
+        tokio::task::spawn_local(feeds::run(bot.clone(), store.clone())),
+    ];
     // `discord.send` from Lua: through the durable outbox like everything else.
     {
         let (bot, store) = (bot.clone(), store.clone());
-        tokio::task::spawn_local(async move {
+        tasks.push(tokio::task::spawn_local(async move {
             while let Some((channel, body)) = sends.recv().await {
-                outbox::push(&bot, &store, &outbox::Target::Channel(channel), &body).await;
+                outbox::push(&bot, &*store, &outbox::Target::Channel(channel), &body).await;
             }
-        });
+        }));
     }
     // Lua commands came or went: register the set again.
     {
         let bot = bot.clone();
-        tokio::task::spawn_local(async move {
+        tasks.push(tokio::task::spawn_local(async move {
             loop {
                 registry.changed.notified().await;
                 bot.register().await;
             }
-        });
+        }));
     }
-    Some(Handle { shards })
+    Some(Handle { shards, tasks })
 }

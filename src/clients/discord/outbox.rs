@@ -2,6 +2,10 @@
 //! outbox (`discord_outbox` in the store): queued on disk first, then posted in order while
 //! the bot is connected, and deleted only once Discord took them. A failed post stays
 //! queued and is retried with a growing pause; a restart picks up what was left.
+//!
+//! Posts are claimed in batches under a lease ([`DiscordOutboxStore::outbox_claim`]), so
+//! when several nodes deliver from one database each post goes out once; a post is only
+//! started while its lease outlasts the post's timeout.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -11,13 +15,26 @@ use serde_json::Value;
 use serenity::all::ChannelId;
 
 use super::bot::{Bot, LOG};
-use crate::store::SqliteStore;
+use crate::store::{DiscordOutboxStore, Millis};
 
 /// Pause after a failed post, doubled per failure up to [`MAX_RETRY`].
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const MAX_RETRY: Duration = Duration::from_secs(60);
 /// Posts taken from the store per round.
 const BATCH: usize = 20;
+/// How long a claimed batch is this node's. A node that dies holding it delays the outbox
+/// by at most this long.
+const LEASE: Duration = Duration::from_secs(60);
+/// Longest one post may take; a post is not started unless the lease outlasts it.
+const POST_TIMEOUT: Duration = Duration::from_secs(20);
+
+fn wall_now() -> Millis {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn millis(d: Duration) -> Millis {
+    Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
+}
 
 /// Where a post goes.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,9 +62,16 @@ impl Target {
 }
 
 /// Queues a post durably and wakes the sender.
-pub async fn push(bot: &Bot, store: &SqliteStore, target: &Target, body: &Value) {
-    let now = chrono::Utc::now().timestamp_millis();
-    match store.outbox_push(&target.encode(), body, now).await {
+pub async fn push<S: DiscordOutboxStore + ?Sized>(
+    bot: &Bot,
+    store: &S,
+    target: &Target,
+    body: &Value,
+) {
+    match store
+        .outbox_push(target.encode(), body.clone(), wall_now())
+        .await
+    {
         Ok(_) => bot.wake.notify_one(),
         Err(e) => tracing::error!(target: LOG, "cannot queue a Discord post: {e}"),
     }
@@ -85,44 +109,67 @@ async fn post(
 }
 
 /// Sends queued posts until the bot goes away.
-pub async fn deliver(bot: Rc<Bot>, store: Arc<SqliteStore>) {
+pub async fn deliver<S: DiscordOutboxStore + ?Sized>(bot: Rc<Bot>, store: Arc<S>) {
     let web = reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
+        .timeout(POST_TIMEOUT)
         .build()
         .unwrap_or_default();
     let mut pause = FIRST_RETRY;
     loop {
-        let rows = if *bot.connected.borrow() {
-            match store.outbox_peek(BATCH).await {
-                Ok(rows) => rows,
+        let claim = if *bot.connected.borrow() {
+            let now = wall_now();
+            match store.outbox_claim(BATCH, now, now + millis(LEASE)).await {
+                Ok(claim) => claim,
                 Err(e) => {
                     tracing::error!(target: LOG, "cannot read the Discord outbox: {e}");
-                    Vec::new()
+                    Default::default()
                 }
             }
         } else {
-            Vec::new()
+            Default::default()
         };
+        let lease = claim.lease_until;
         let mut failed = false;
-        for row in &rows {
+        let mut untried = Vec::new();
+        for (i, row) in claim.rows.iter().enumerate() {
+            if wall_now() + millis(POST_TIMEOUT) >= lease {
+                // The lease could lapse mid-post and another node send it too: give the
+                // rest back and claim afresh.
+                untried.extend(claim.rows[i..].iter().map(|r| r.id));
+                break;
+            }
             let Some(target) = Target::decode(&row.target) else {
                 tracing::error!(target: LOG, id = row.id, "dropping a queued post with an unknown target '{}'", row.target);
-                let _ = store.outbox_done(row.id).await;
+                let _ = store.outbox_done(row.id, lease).await;
                 continue;
             };
-            match post(&bot, &web, &target, &row.body).await {
-                Ok(()) => {
-                    if let Err(e) = store.outbox_done(row.id).await {
-                        tracing::error!(target: LOG, "cannot mark a Discord post as sent: {e}");
+            let sent = tokio::time::timeout(POST_TIMEOUT, post(&bot, &web, &target, &row.body))
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer within {POST_TIMEOUT:?}")));
+            match sent {
+                Ok(()) => match store.outbox_done(row.id, lease).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(target: LOG, id = row.id, "a Discord post outlived its claim; another node may have sent it too")
                     }
-                }
+                    Err(e) => {
+                        tracing::error!(target: LOG, "cannot mark a Discord post as sent: {e}")
+                    }
+                },
                 Err(e) => {
                     tracing::warn!(target: LOG, id = row.id, attempts = row.attempts + 1, "post failed, kept queued: {e}");
-                    let _ = store.outbox_failed(row.id, &e).await;
+                    let _ = store.outbox_failed(row.id, lease, e).await;
                     failed = true;
                     // Keep the order: nothing after a failed post goes before it.
+                    untried.extend(claim.rows[i + 1..].iter().map(|r| r.id));
                     break;
                 }
+            }
+        }
+        let gave_back = !untried.is_empty();
+        if gave_back {
+            if let Err(e) = store.outbox_release(untried, lease).await {
+                tracing::error!(target: LOG, "cannot give back claimed Discord posts (they are retried when the claim lapses): {e}");
             }
         }
         if failed {
@@ -131,10 +178,11 @@ pub async fn deliver(bot: Rc<Bot>, store: Arc<SqliteStore>) {
             continue;
         }
         pause = FIRST_RETRY;
-        if rows.len() == BATCH {
+        if claim.rows.len() == BATCH || gave_back {
             continue;
         }
-        // Woken by a new post or a reconnect; the timer retries what a missed wake left.
+        // Woken by a new post or a reconnect; the timer retries what a missed wake left
+        // (and a batch another node holds).
         tokio::select! {
             _ = bot.wake.notified() => {}
             _ = tokio::time::sleep(MAX_RETRY) => {}

@@ -4,7 +4,6 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
 use mlua::{Function, IntoLuaMulti, Lua, LuaSerdeExt, Table, Value};
@@ -14,7 +13,7 @@ use crate::agents::{Agent, AgentError, Context, Handled, TaskOutcome, TaskWork, 
 use crate::bus::Message;
 use crate::runtime::driver::{error_message, Metered};
 use crate::runtime::host;
-use crate::store::{AgentStore, SqliteStore};
+use crate::store::SharedStore;
 
 /// One live instance: its own Lua state, the definition table and `self`. Shared (`Rc`)
 /// so tasks running side by side (`tasks.concurrency`) each hold it.
@@ -25,7 +24,7 @@ pub(super) struct Instance {
     pub(super) def: Table,
     pub(super) this: Table,
     pub(super) name: String,
-    pub(super) store: Option<Arc<SqliteStore>>,
+    pub(super) store: Option<SharedStore>,
     /// `self.state` as last saved (JSON text), to skip writes when nothing changed.
     pub(super) saved: RefCell<Option<String>>,
     pub(super) stall: Option<Duration>,

@@ -25,7 +25,7 @@ use crate::bus::Bus;
 use crate::config::Config;
 use crate::runtime::driver::error_message;
 use crate::runtime::{host, loader, new_state, StateOptions};
-use crate::store::SqliteStore;
+use crate::store::SharedStore;
 
 /// Recent log lines of one agent (`self:log`), shared with the control API.
 #[derive(Clone, Default)]
@@ -63,7 +63,7 @@ pub struct ScriptAgent {
     pub script: PathBuf,
     pub config: Arc<Config>,
     pub bus: Option<Bus>,
-    pub store: Option<Arc<SqliteStore>>,
+    pub store: Option<SharedStore>,
     /// Grants beyond `[sandbox] allow` (the `[[agents]]` entry's `allow`).
     pub allow: Vec<String>,
     pub memory_limit: Option<u64>,

@@ -11,13 +11,13 @@ use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
-use crate::store::{AgentStore, SqliteStore};
+use crate::store::SharedStore;
 
 type Answer = oneshot::Sender<Result<Option<serde_json::Value>, String>>;
 
 /// Loads waiting for the next read of one store.
 struct Queue {
-    store: Arc<SqliteStore>,
+    store: SharedStore,
     waiting: Vec<(String, Answer)>,
 }
 
@@ -26,10 +26,7 @@ thread_local! {
 }
 
 /// The saved `self.state` of `agent`, read together with those of other agents asking now.
-pub async fn load(
-    store: &Arc<SqliteStore>,
-    agent: &str,
-) -> Result<Option<serde_json::Value>, String> {
+pub async fn load(store: &SharedStore, agent: &str) -> Result<Option<serde_json::Value>, String> {
     let (tx, rx) = oneshot::channel();
     let lead = QUEUES.with(|queues| {
         let mut queues = queues.borrow_mut();
@@ -57,7 +54,7 @@ pub async fn load(
 }
 
 /// Takes every load queued for `store` and answers them from one read.
-async fn read_queued(store: &Arc<SqliteStore>) {
+async fn read_queued(store: &SharedStore) {
     let waiting = QUEUES.with(|queues| {
         let mut queues = queues.borrow_mut();
         let i = queues.iter().position(|q| Arc::ptr_eq(&q.store, store));

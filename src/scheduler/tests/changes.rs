@@ -11,7 +11,7 @@ fn row(def: ScheduleDef, next: Millis) -> StoredSchedule {
     s
 }
 
-fn runs_of(h: &Harness, name: &str) -> usize {
+fn started(h: &Harness, name: &str) -> usize {
     h.runner
         .started
         .borrow()
@@ -20,26 +20,28 @@ fn runs_of(h: &Harness, name: &str) -> usize {
         .count()
 }
 
+on_each_backend! {
 #[tokio::test(start_paused = true)]
 async fn changes_by_another_process_apply_without_a_restart() {
     local(async {
-        let h = harness(FakeRunner::default(), "2026-01-01T00:00:00Z");
+        let h = harness(FakeRunner::default(), "2026-01-01T00:00:00Z").await;
         let start = ms("2026-01-01T00:00:00Z");
-        // Another process adds a schedule firing every 10 s.
-        let other = h.store.clone();
+        // Another process, with its own connection to the database, adds a schedule
+        // firing every 10 s.
+        let other = h._db.as_ref().expect("a database").open_again().await.schedules();
         other
             .put_schedule(row(every("ext", 10), start + 10_000), start)
             .await
             .unwrap();
         advance(31).await;
-        assert_eq!(runs_of(&h, "ext"), 3, "added: fires without a restart");
+        assert_eq!(started(&h, "ext"), 3, "added: fires without a restart");
         assert_eq!(h.sched.list().len(), 1);
 
         other.set_paused("ext".into(), true, None).await.unwrap();
         advance(1).await;
         assert!(h.sched.list()[0].paused, "the pause is seen");
         advance(60).await;
-        assert_eq!(runs_of(&h, "ext"), 3, "paused: no more runs");
+        assert_eq!(started(&h, "ext"), 3, "paused: no more runs");
 
         let now = h.sched.now();
         other
@@ -48,7 +50,7 @@ async fn changes_by_another_process_apply_without_a_restart() {
             .unwrap();
         advance(6).await;
         assert_eq!(
-            runs_of(&h, "ext"),
+            started(&h, "ext"),
             4,
             "resumed at the time the resumer stored"
         );
@@ -60,17 +62,18 @@ async fn changes_by_another_process_apply_without_a_restart() {
             .await
             .unwrap();
         advance(41).await;
-        assert_eq!(runs_of(&h, "ext"), 6, "the new interval applies");
+        assert_eq!(started(&h, "ext"), 6, "the new interval applies");
         assert_eq!(h.sched.list()[0].expr, "every 20s");
 
         other.delete_schedule("ext".into()).await.unwrap();
         advance(1).await;
         assert!(h.sched.list().is_empty(), "removed");
         advance(60).await;
-        assert_eq!(runs_of(&h, "ext"), 6, "removed: no more runs");
+        assert_eq!(started(&h, "ext"), 6, "removed: no more runs");
         h.stop.notify_one();
     })
     .await
+}
 }
 
 /// A node name of this host whose process has ended.
@@ -93,10 +96,12 @@ fn only_ended_processes_of_this_host_are_dead() {
     assert!(!leader::is_dead("not a node name"));
 }
 
+on_each_backend! {
 #[tokio::test(start_paused = true)]
 async fn runs_of_a_dead_process_are_interrupted_and_the_policy_decides() {
     local(async {
-        let store: Arc<MemStore> = Arc::default();
+        let (db, store) = TestDb::open().await;
+        let store = store.schedules();
         let now = ms("2026-01-01T09:00:30Z");
         let today = ms("2026-01-01T09:00:00Z");
         let tomorrow = ms("2026-01-02T09:00:00Z");
@@ -126,14 +131,18 @@ async fn runs_of_a_dead_process_are_interrupted_and_the_policy_decides() {
             };
             store.start_runs(owner, vec![start]).await.unwrap();
         }
-        let h = harness_with(store, FakeRunner::default(), Clock::starting_at(now));
+        let clock = Clock::starting_at(now);
+        let h = harness_with(store, FakeRunner::default(), clock, Settings::default());
         h.sched.load().await.unwrap();
         advance(2).await;
+        let mut runs = std::collections::HashMap::new();
+        for name in ["once", "skip", "live"] {
+            runs.insert(name, runs_of(&*h.store, name).await);
+        }
         let outcomes = |name: &str| -> Vec<(String, String)> {
-            h.store
-                .runs_of(name)
-                .into_iter()
-                .map(|r| (r.kind, r.outcome))
+            runs[name]
+                .iter()
+                .map(|r| (r.kind.clone(), r.outcome.clone()))
                 .collect()
         };
         let interrupted = ("scheduled".to_string(), "interrupted".to_string());
@@ -148,9 +157,11 @@ async fn runs_of_a_dead_process_are_interrupted_and_the_policy_decides() {
             [("scheduled".to_string(), "running".to_string())],
             "a live owner's run is left alone"
         );
-        let error = h.store.runs_of("once")[0].error.clone().unwrap_or_default();
+        let error = runs["once"][0].error.clone().unwrap_or_default();
         assert!(error.contains(&dead), "{error}");
         h.stop.notify_one();
+        drop(db);
     })
     .await
+}
 }

@@ -3,10 +3,11 @@
 
 use super::*;
 
+on_each_backend! {
 #[tokio::test(start_paused = true)]
 async fn cron_fires_on_time_every_ten_seconds() {
     local(async {
-        let h = harness(FakeRunner::default(), "2026-01-01T00:00:00Z");
+        let h = harness(FakeRunner::default(), "2026-01-01T00:00:00Z").await;
         h.sched
             .add(cron("tick", "*/10 * * * * *", "UTC"), "test")
             .await
@@ -21,7 +22,7 @@ async fn cron_fires_on_time_every_ten_seconds() {
             );
             assert!(at - scheduled < 5, "late by {}ms", at - scheduled);
         }
-        let runs = h.store.runs_of("tick");
+        let runs = runs_of(&*h.store, "tick").await;
         assert!(
             runs.iter()
                 .all(|r| r.outcome == "ok" && r.kind == "scheduled"),
@@ -32,19 +33,24 @@ async fn cron_fires_on_time_every_ten_seconds() {
     .await
 }
 
+}
+
+/// A function-handler schedule (`lua:`) on a scheduler that does not compete for the
+/// lead: it fires by itself, and days of paused time do not cost a store read per sync
+/// tick.
 async fn one_run_per_day(expr: &str, start: &str, days: u64) -> Vec<String> {
-    let h = harness(FakeRunner::default(), start);
+    let (_db, store) = TestDb::open().await;
+    let settings = Settings {
+        lead: false,
+        ..Settings::default()
+    };
+    let clock = Clock::starting_at(ms(start));
+    let h = harness_with(store.schedules(), FakeRunner::default(), clock, settings);
     h.sched
-        .add(cron("dst", expr, "Europe/Berlin"), "test")
+        .add(cron("dst", expr, "Europe/Berlin"), "lua:dst.lua")
         .await
         .unwrap();
-    for _ in 0..days * 24 {
-        // An hour at a time; a run is due at most once per step.
-        tokio::time::advance(Duration::from_secs(3600)).await;
-        for _ in 0..4 {
-            tokio::task::yield_now().await;
-        }
-    }
+    advance(days * 24 * 3600).await;
     h.stop.notify_one();
     let started = h.runner.started.borrow().clone();
     started
@@ -53,6 +59,7 @@ async fn one_run_per_day(expr: &str, start: &str, days: u64) -> Vec<String> {
         .collect()
 }
 
+on_each_backend! {
 #[tokio::test(start_paused = true)]
 async fn spring_forward_day_runs_once() {
     local(async {
@@ -87,18 +94,20 @@ async fn fall_back_day_runs_once() {
     .await
 }
 
+}
+
 /// Adds a one-minute schedule, "stops the process" for three and a half minutes (three
-/// due runs pass), starts a new scheduler over the same store and clock.
+/// due runs pass), starts a new scheduler over the same database and clock.
 async fn restart_after_three_missed(
     policy: MissedPolicy,
 ) -> (Vec<RunRecord>, Vec<(String, Millis, Millis)>) {
-    let store: Arc<MemStore> = Arc::default();
+    let (_db, store) = TestDb::open().await;
     let clock = Clock::starting_at(ms("2026-01-01T00:00:00Z"));
     let mut def = every("job", 60);
     def.missed = policy;
     {
         let first = Scheduler::with_clock(
-            store.clone(),
+            store.schedules(),
             Rc::new(Rc::new(FakeRunner::default())),
             None,
             Settings::default(),
@@ -107,14 +116,20 @@ async fn restart_after_three_missed(
         first.add(def.clone(), "cli").await.unwrap();
     }
     tokio::time::advance(Duration::from_secs(210)).await;
-    let h = harness_with(store.clone(), FakeRunner::default(), clock);
+    let h = harness_with(
+        store.schedules(),
+        FakeRunner::default(),
+        clock,
+        Settings::default(),
+    );
     assert_eq!(h.sched.load().await.unwrap(), 1);
     advance(5).await;
     h.stop.notify_one();
     let started = h.runner.started.borrow().clone();
-    (store.runs_of("job"), started)
+    (runs_of(&*h.store, "job").await, started)
 }
 
+on_each_backend! {
 #[tokio::test(start_paused = true)]
 async fn missed_runs_after_restart_follow_the_policy() {
     local(async {
@@ -145,12 +160,14 @@ async fn missed_runs_after_restart_follow_the_policy() {
     .await
 }
 
+}
+
 async fn overlap_starts(policy: OverlapPolicy) -> (Vec<Millis>, Vec<RunRecord>) {
     let runner = FakeRunner {
         takes: Duration::from_secs(25),
         ..Default::default()
     };
-    let h = harness(runner, "2026-01-01T00:00:00Z");
+    let h = harness(runner, "2026-01-01T00:00:00Z").await;
     let mut def = every("slow", 10);
     def.overlap = policy;
     h.sched.add(def, "test").await.unwrap();
@@ -164,9 +181,10 @@ async fn overlap_starts(policy: OverlapPolicy) -> (Vec<Millis>, Vec<RunRecord>) 
         .iter()
         .map(|(_, _, at)| (at - base) / 1000)
         .collect();
-    (starts, h.store.runs_of("slow"))
+    (starts, runs_of(&*h.store, "slow").await)
 }
 
+on_each_backend! {
 #[tokio::test(start_paused = true)]
 async fn overlap_skip_queue_allow() {
     local(async {
@@ -189,7 +207,7 @@ async fn max_failures_pauses_and_resume_restarts() {
             fail: true,
             ..Default::default()
         };
-        let h = harness(runner, "2026-01-01T00:00:00Z");
+        let h = harness(runner, "2026-01-01T00:00:00Z").await;
         let mut def = every("flaky", 10);
         def.max_failures = 3;
         h.sched.add(def, "test").await.unwrap();
@@ -198,7 +216,8 @@ async fn max_failures_pauses_and_resume_restarts() {
         let info = h.sched.list();
         assert!(info[0].paused && info[0].next.is_empty(), "{info:?}");
         assert_eq!(info[0].last_outcome.as_deref(), Some("failed"));
-        assert!(h.store.rows.lock().unwrap()["flaky"].paused, "persisted");
+        let row = h.store.get_schedule("flaky".into()).await.unwrap().unwrap();
+        assert!(row.paused, "persisted");
         h.sched.set_paused("flaky", false).await.unwrap();
         advance(10).await;
         assert_eq!(h.runner.started.borrow().len(), 4);
@@ -210,7 +229,7 @@ async fn max_failures_pauses_and_resume_restarts() {
 #[tokio::test(start_paused = true)]
 async fn jitter_delays_within_bounds_and_run_now_runs() {
     local(async {
-        let h = harness(FakeRunner::default(), "2026-01-01T00:00:00Z");
+        let h = harness(FakeRunner::default(), "2026-01-01T00:00:00Z").await;
         let mut def = every("spread", 60);
         def.jitter = Duration::from_secs(20);
         h.sched.add(def, "test").await.unwrap();
@@ -222,7 +241,7 @@ async fn jitter_delays_within_bounds_and_run_now_runs() {
         h.sched.run_now("spread").unwrap();
         advance(1).await;
         assert_eq!(h.runner.started.borrow().len(), 2);
-        assert_eq!(h.store.runs_of("spread")[1].kind, "manual");
+        assert_eq!(runs_of(&*h.store, "spread").await[1].kind, "manual");
         assert!(h.sched.run_now("nope").is_err());
         h.stop.notify_one();
     })
@@ -232,7 +251,7 @@ async fn jitter_delays_within_bounds_and_run_now_runs() {
 #[tokio::test(start_paused = true)]
 async fn one_shot_fires_once_and_past_times_are_refused() {
     local(async {
-        let h = harness(FakeRunner::default(), "2026-01-01T00:00:00Z");
+        let h = harness(FakeRunner::default(), "2026-01-01T00:00:00Z").await;
         let mut def = ScheduleDef::new("once");
         def.at = Some("2026-01-01T00:00:30Z".into());
         h.sched.add(def.clone(), "test").await.unwrap();
@@ -246,4 +265,5 @@ async fn one_shot_fires_once_and_past_times_are_refused() {
         h.stop.notify_one();
     })
     .await
+}
 }

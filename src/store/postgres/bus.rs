@@ -16,7 +16,7 @@ use super::bus_queue::{ack, enqueue, extend, nack, release};
 use super::pool::Conn;
 use super::PgStore;
 use crate::store::{
-    BusStats, BusStore, Claimed, DeliveryRef, HistoryQuery, HistoryRecord, MessageId,
+    BusSignals, BusStats, BusStore, Claimed, DeliveryRef, HistoryQuery, HistoryRecord, MessageId,
     MessageStatus, Millis, NewMessage, Priority, SettleOutcome, StoreError, StoredMessage,
 };
 
@@ -294,6 +294,50 @@ impl BusStore for PgStore {
     ) -> BoxFuture<'_, Result<(u64, u64), StoreError>> {
         Box::pin(self.on_connection(move |c| {
             Box::pin(async move { super::bus_history::prune(c, now, older_than, keep_count).await })
+        }))
+    }
+
+    fn ready_channels(
+        &self,
+        channels: Vec<String>,
+        now: Millis,
+    ) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        Box::pin(self.on_connection(move |c| {
+            Box::pin(async move {
+                // One index probe per channel (the pending index leads with the channel).
+                let rows = c
+                    .query(
+                        "bus: find channels with visible messages",
+                        "SELECT w.channel FROM unnest($1::text[]) AS w(channel)
+                         WHERE EXISTS (
+                             SELECT 1 FROM bus_messages m
+                             WHERE m.channel = w.channel
+                               AND m.status IN ('queued', 'delivered') AND m.visible_at <= $2)",
+                        &[&channels, &now],
+                    )
+                    .await?;
+                Ok(rows.iter().map(|r| r.get(0)).collect())
+            })
+        }))
+    }
+
+    fn bus_signals(&self) -> Option<BoxFuture<'_, Result<BusSignals, StoreError>>> {
+        Some(Box::pin(self.listen()))
+    }
+
+    fn publish_remote(&self, messages: Vec<String>) -> BoxFuture<'_, Result<(), StoreError>> {
+        let channel = self.publish_channel();
+        Box::pin(self.on_connection(move |c| {
+            Box::pin(async move {
+                // One round trip for the whole batch.
+                c.query(
+                    "bus: publish to other nodes",
+                    "SELECT pg_notify($1, p)::text FROM unnest($2::text[]) AS p",
+                    &[&channel, &messages],
+                )
+                .await?;
+                Ok(())
+            })
         }))
     }
 }

@@ -12,16 +12,22 @@
 //!
 //! Enqueueing a bus message also sends `NOTIFY` on [`PgStore::notify_channel`], with the
 //! bus channel's name as payload, committed with the message; [`PgStore::listen`] gives a
-//! consumer those names as they arrive, so a node can wake when another node sends to it
-//! instead of polling.
+//! node those names as they arrive, so it wakes when another node sends to it instead of
+//! polling. Published (non-durable) messages cross nodes the same way, on a second
+//! channel.
 
+mod agents;
 mod bus;
 mod bus_claim;
 mod bus_history;
 mod bus_queue;
+mod discord;
 mod kv;
-mod pool;
+mod leases;
+pub(crate) mod pool;
+mod schedules;
 pub mod schema;
+mod social;
 mod tasks;
 
 use std::path::PathBuf;
@@ -32,7 +38,7 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_postgres::AsyncMessage;
 
-use super::StoreError;
+use super::{hold_test_clock, BusSignal, BusSignals, StoreError};
 use pool::{Conn, Pool};
 
 /// Connections one store opens at most, unless told otherwise.
@@ -55,8 +61,10 @@ pub struct PgOptions {
 
 /// The PostgreSQL store. Cheap to share behind an `Arc`.
 pub struct PgStore {
-    pool: Pool,
+    pool: Arc<Pool>,
     notify_channel: String,
+    /// The hot task writes, batched ([`tasks::batch`]).
+    task_batches: Arc<tasks::TaskBatches>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -102,17 +110,40 @@ impl PgStore {
             None => db,
         };
         let max = options.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        let pool = Arc::new(Pool::new(config, Arc::from(label), max));
         let store = PgStore {
-            pool: Pool::new(config, Arc::from(label), max),
+            task_batches: tasks::TaskBatches::new(
+                pool.clone(),
+                notify_channel.replacen("dreamos_bus", "dreamos_tasks", 1),
+            ),
+            pool,
             notify_channel,
         };
         if let Some(schema) = &options.schema {
             let mut conn = store.pool.get().await?;
-            conn.batch(
-                "create schema",
-                &format!("CREATE SCHEMA IF NOT EXISTS {schema}"),
-            )
-            .await?;
+            let created = conn
+                .batch(
+                    "create schema",
+                    &format!("CREATE SCHEMA IF NOT EXISTS {schema}"),
+                )
+                .await;
+            // Nodes starting together on a new schema race here: IF NOT EXISTS is not
+            // atomic against a concurrent CREATE, so the loser fails on pg_namespace's
+            // unique index once the winner commits. The schema exists either way, which
+            // is all this step needs (unquoted, PostgreSQL folds the name to lower case).
+            if let Err(e) = created {
+                let exists: bool = conn
+                    .query_one(
+                        "look for the schema",
+                        "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = lower($1))",
+                        &[schema],
+                    )
+                    .await?
+                    .get(0);
+                if !exists {
+                    return Err(e);
+                }
+            }
         }
         schema::migrate(&store, options.schema.as_deref().unwrap_or("")).await?;
         Ok(store)
@@ -128,11 +159,54 @@ impl PgStore {
         &self.notify_channel
     }
 
-    /// A dedicated connection listening on [`notify_channel`](PgStore::notify_channel):
-    /// every message enqueued from now on, by any node, yields its bus channel's name
-    /// once its transaction committed. A consumer waits on it (with a fallback timer, as a
-    /// notification can be lost with a dropped connection) instead of polling the table.
-    pub async fn listen(&self) -> Result<BusListener, StoreError> {
+    /// The `NOTIFY` channel published (non-durable) messages travel on between nodes.
+    pub fn publish_channel(&self) -> String {
+        format!("{}_pub", self.notify_channel)
+    }
+
+    /// A dedicated connection listening on [`notify_channel`](PgStore::notify_channel) and
+    /// [`publish_channel`](PgStore::publish_channel): every message enqueued from now on,
+    /// by any node, yields its bus channel's name once its transaction committed, and
+    /// every message published by any node yields its text. A consumer waits on it (with
+    /// a fallback timer, as a notification can be lost with a dropped connection) instead
+    /// of polling the table. The stream ends when the connection does.
+    pub async fn listen(&self) -> Result<BusSignals, StoreError> {
+        let publish = self.publish_channel();
+        let (client, rx) = self
+            .listen_raw(&[self.notify_channel.clone(), publish.clone()])
+            .await?;
+        // The stream owns the client: dropping the stream closes the connection, which
+        // ends the task reading it.
+        Ok(Box::pin(futures_util::stream::unfold(
+            (client, rx, publish),
+            |(client, mut rx, publish)| async move {
+                let (channel, payload) = rx.recv().await?;
+                let signal = if channel == publish {
+                    BusSignal::Published(payload)
+                } else {
+                    BusSignal::Enqueued(payload)
+                };
+                Some((signal, (client, rx, publish)))
+            },
+        )))
+    }
+
+    /// A dedicated connection listening on `channel`: each notification's payload, as it
+    /// arrives.
+    pub(crate) async fn listen_on(&self, channel: &str) -> Result<BusListener, StoreError> {
+        let (client, rx) = self.listen_raw(&[channel.to_string()]).await?;
+        Ok(BusListener {
+            _client: client,
+            rx,
+        })
+    }
+
+    /// Opens a connection of its own, `LISTEN`s on `channels`, and hands over each
+    /// notification as (channel, payload) until the connection ends.
+    async fn listen_raw(
+        &self,
+        channels: &[String],
+    ) -> Result<(tokio_postgres::Client, Notifications), StoreError> {
         let (client, mut connection) = self
             .pool
             .connect_raw()
@@ -144,7 +218,8 @@ impl PgStore {
             while let Some(message) = messages.next().await {
                 match message {
                     Ok(AsyncMessage::Notification(n)) => {
-                        if tx.send(n.payload().to_string()).is_err() {
+                        let item = (n.channel().to_string(), n.payload().to_string());
+                        if tx.send(item).is_err() {
                             return;
                         }
                     }
@@ -156,14 +231,12 @@ impl PgStore {
                 }
             }
         });
+        let statements: Vec<String> = channels.iter().map(|c| format!("LISTEN \"{c}\"")).collect();
         client
-            .batch_execute(&format!("LISTEN \"{}\"", self.notify_channel))
+            .batch_execute(&statements.join("; "))
             .await
             .map_err(|source| self.error("LISTEN", source))?;
-        Ok(BusListener {
-            _client: client,
-            rx,
-        })
+        Ok((client, rx))
     }
 
     fn error(&self, what: &'static str, source: tokio_postgres::Error) -> StoreError {
@@ -219,18 +292,21 @@ impl PgStore {
     }
 }
 
-/// Bus channel names as other nodes (and this one) enqueue to them; see
-/// [`PgStore::listen`]. Dropping it closes its connection.
+/// Notifications as (channel, payload), in arrival order.
+type Notifications = mpsc::UnboundedReceiver<(String, String)>;
+
+/// Payloads of one `NOTIFY` channel, as other nodes (and this one) send them; see
+/// [`PgStore::listen_on`]. Dropping it closes its connection.
 pub struct BusListener {
     _client: tokio_postgres::Client,
-    rx: mpsc::UnboundedReceiver<String>,
+    rx: Notifications,
 }
 
 impl BusListener {
-    /// The next channel that received a message; `None` once the connection is gone (the
-    /// caller falls back to polling or listens again).
+    /// The next payload; `None` once the connection is gone (the caller falls back to
+    /// polling or listens again).
     pub async fn recv(&mut self) -> Option<String> {
-        self.rx.recv().await
+        self.rx.recv().await.map(|(_, payload)| payload)
     }
 }
 
@@ -320,28 +396,6 @@ impl PgStore {
     pub(super) fn located(&self, e: StoreError) -> StoreError {
         e.at(&db_path(self.db()))
     }
-}
-
-/// In tests only: keeps tokio's paused clock from jumping while a database round trip is
-/// in flight. A paused clock advances to the next timer whenever the runtime is idle, and
-/// waiting on a socket is idle, so a test's "wait up to 60 s" would time out during a
-/// 1 ms query. Blocking-pool tasks hold the clock (SQLite's reads already run there), so
-/// one waits here until the operation is done. Production code runs the plain future.
-#[cfg(test)]
-async fn hold_test_clock<T>(operation: impl std::future::Future<Output = T>) -> T {
-    let (done, wait) = std::sync::mpsc::channel::<()>();
-    let holder = tokio::task::spawn_blocking(move || {
-        let _ = wait.recv();
-    });
-    let out = operation.await;
-    drop(done);
-    let _ = holder.await;
-    out
-}
-
-#[cfg(not(test))]
-async fn hold_test_clock<T>(operation: impl std::future::Future<Output = T>) -> T {
-    operation.await
 }
 
 #[cfg(test)]

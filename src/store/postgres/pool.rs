@@ -222,6 +222,11 @@ impl Conn {
             .map_err(self.error(what))
     }
 
+    /// The client itself, for what the wrapper does not cover (`COPY` in `store copy`).
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// Runs statements without parameters (schema, transaction control).
     pub(crate) async fn batch(&mut self, what: &'static str, sql: &str) -> Result<(), StoreError> {
         self.client

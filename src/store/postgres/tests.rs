@@ -89,6 +89,39 @@ async fn nodes_opening_together_migrate_once() {
     assert_eq!(applied.get::<_, i64>(0), MIGRATIONS.len() as i64);
 }
 
+/// A database migrated by a build that had 9 and 11 but not yet 7 (twins land out of
+/// order) gets 7 when a build that has it opens the database.
+#[tokio::test]
+async fn a_migration_missing_below_the_newest_is_applied() {
+    let Some((db, store)) = pg().await else {
+        return;
+    };
+    let mut conn = store.pool().get().await.expect("connection");
+    conn.batch(
+        "undo migration 7",
+        "DROP TABLE schedule_changes;
+         DROP FUNCTION schedule_changed() CASCADE;
+         DROP INDEX schedule_runs_running;
+         DROP INDEX schedule_runs_once;
+         ALTER TABLE schedule_runs DROP COLUMN node;
+         DELETE FROM schema_version WHERE version = 7;",
+    )
+    .await
+    .expect("undo 7");
+    drop(conn);
+    let again = db.open_again().await.pg().expect("PostgreSQL");
+    let versions: Vec<i64> = again
+        .applied_since(0)
+        .await
+        .expect("applied")
+        .into_iter()
+        .map(|(v, _)| v)
+        .collect();
+    assert!(versions.contains(&7), "{versions:?}");
+    let version = crate::store::ScheduleStore::schedule_version(&*again).await;
+    assert_eq!(version.expect("the change counter exists again"), 0);
+}
+
 #[tokio::test]
 async fn a_newer_schema_is_refused_with_both_versions() {
     let Some((db, store)) = pg().await else {
@@ -147,11 +180,14 @@ async fn a_listener_hears_what_another_node_enqueues() {
         .expect("enqueue batch");
     let mut heard = Vec::new();
     while heard.len() < 3 {
-        let channel = tokio::time::timeout(Duration::from_secs(30), listener.recv())
+        let signal = tokio::time::timeout(Duration::from_secs(30), listener.next())
             .await
             .expect("a notification within 30 s")
             .expect("the listener is connected");
-        heard.push(channel);
+        match signal {
+            BusSignal::Enqueued(channel) => heard.push(channel),
+            other => panic!("unexpected {other:?}"),
+        }
     }
     heard[1..].sort();
     assert_eq!(heard, ["agent:scout", "agent:a", "agent:b"]);
@@ -248,4 +284,39 @@ async fn many_claimers_on_many_connections_never_share_work() {
     assert_eq!((messages.len(), unique.len()), (MESSAGES, MESSAGES));
     let stats = store.stats().await.expect("stats");
     assert_eq!(stats.acked, MESSAGES as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_opening_together_on_a_new_schema_all_open() {
+    let Some((db, _)) = pg().await else {
+        return;
+    };
+    let (url, options) = db.pg_options().expect("PostgreSQL");
+    // A schema nobody created yet, as on the first start of a new deployment's nodes.
+    for round in 0..5 {
+        let schema = format!("{}_new{round}", options.schema.clone().unwrap_or_default());
+        let open = || {
+            let options = PgOptions {
+                schema: Some(schema.clone()),
+                ..PgOptions::default()
+            };
+            PgStore::open_with(&url, options)
+        };
+        let opened = tokio::join!(open(), open(), open(), open());
+        let drop = async {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("connect");
+            tokio::spawn(conn);
+            client
+                .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                .await
+                .expect("drop the schema");
+        };
+        let results = [opened.0, opened.1, opened.2, opened.3];
+        drop.await;
+        for r in results {
+            r.expect("every node opens a schema created at the same moment");
+        }
+    }
 }

@@ -18,6 +18,7 @@ mod batches;
 mod bus;
 pub mod discord;
 mod kv;
+mod leases;
 mod schedules;
 mod social;
 mod tasks;
@@ -87,6 +88,16 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 11,
         name: "discord outbox",
         sql: discord::SCHEMA,
+    },
+    Migration {
+        version: 12,
+        name: "leases and nodes",
+        sql: leases::SCHEMA,
+    },
+    Migration {
+        version: 15,
+        name: "discord outbox leases",
+        sql: discord::LEASES,
     },
 ];
 
@@ -183,7 +194,7 @@ impl SqliteStore {
         R: Send + 'static,
     {
         let rx = self.submit(job)?;
-        match rx.await {
+        match super::hold_test_clock(rx).await {
             Ok(result) => result.map_err(|e| e.at(&self.path)),
             Err(_) => Err(self.writer_stopped()),
         }
@@ -212,7 +223,7 @@ impl SqliteStore {
         R: Send + 'static,
     {
         let rx = self.submit_with(job, early)?;
-        match rx.await {
+        match super::hold_test_clock(rx).await {
             Ok(result) => result.map_err(|e| e.at(&self.path)),
             Err(_) => Err(self.writer_stopped()),
         }
@@ -512,7 +523,16 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
                 known,
             });
         }
-        if migration.version <= current {
+        // Every migration not yet recorded, not only those above the newest: numbers are
+        // shared with PostgreSQL and handed out ahead, so one can land below the newest.
+        let applied: bool = txn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM schema_version WHERE version = ?1)",
+                [migration.version],
+                |r| r.get(0),
+            )
+            .map_err(sql_err("read schema_version"))?;
+        if applied {
             continue;
         }
         let failed = |source| StoreError::Migration {

@@ -5,7 +5,7 @@ use futures_util::future::BoxFuture;
 use rusqlite::{params, OptionalExtension, Row};
 
 use super::SqliteStore;
-use crate::scheduler::{RunEnd, RunRecord, RunStart, ScheduleDef, StoredSchedule};
+use crate::scheduler::{RunEnd, RunKind, RunRecord, RunStart, ScheduleDef, StoredSchedule};
 use crate::store::{Millis, ScheduleStore, StoreError};
 
 mod schema;
@@ -280,7 +280,7 @@ impl ScheduleStore for SqliteStore {
         &self,
         node: String,
         runs: Vec<RunStart>,
-    ) -> BoxFuture<'_, Result<Vec<i64>, StoreError>> {
+    ) -> BoxFuture<'_, Result<Vec<Option<i64>>, StoreError>> {
         Box::pin(self.write(move |txn| {
             let err = || StoreError::sql("schedules: record run");
             let mut insert = txn
@@ -290,11 +290,28 @@ impl ScheduleStore for SqliteStore {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )
                 .map_err(err())?;
+            // The claim: the single writer makes this check and the insert one step. (On
+            // PostgreSQL a unique index does the same for concurrent writers.)
+            let mut held = txn
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM schedule_runs WHERE schedule = ?1
+                         AND scheduled = ?2 AND kind <> 'manual' AND outcome <> 'interrupted')",
+                )
+                .map_err(err())?;
             let mut skipped = txn
                 .prepare_cached("UPDATE schedules SET last_outcome = 'skipped' WHERE name = ?1")
                 .map_err(err())?;
             let mut ids = Vec::with_capacity(runs.len());
             for r in &runs {
+                if r.kind != RunKind::Manual {
+                    let taken: bool = held
+                        .query_row(params![r.schedule, r.scheduled], |row| row.get(0))
+                        .map_err(err())?;
+                    if taken {
+                        ids.push(None);
+                        continue;
+                    }
+                }
                 // A skipped run has no start and ends when it was decided.
                 let (start, end) = if r.outcome == "skipped" {
                     (None, Some(r.started))
@@ -313,7 +330,7 @@ impl ScheduleStore for SqliteStore {
                         node
                     ])
                     .map_err(err())?;
-                ids.push(txn.last_insert_rowid());
+                ids.push(Some(txn.last_insert_rowid()));
                 if r.outcome == "skipped" {
                     skipped.execute(params![r.schedule]).map_err(err())?;
                 }

@@ -7,6 +7,7 @@ mod claim;
 mod deps;
 mod lease;
 mod lifecycle;
+mod nodes;
 
 use std::time::Duration;
 

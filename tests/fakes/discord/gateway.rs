@@ -49,8 +49,11 @@ async fn session(
     seq: &mut u64,
     port: u16,
 ) {
+    // Discord asks for a heartbeat every 41.25 s; a client notices a connection that went
+    // silent (a resume that never got its Hello) only at a missed heartbeat, so the fake
+    // asks for one every second and tests see a drop within seconds, not most of a minute.
     if ws
-        .send(frame(10, json!({"heartbeat_interval": 41250}), None, None))
+        .send(frame(10, json!({"heartbeat_interval": 1000}), None, None))
         .await
         .is_err()
     {

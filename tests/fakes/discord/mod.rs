@@ -225,8 +225,8 @@ impl FakeDiscord {
         self.dispatch("MESSAGE_CREATE", m);
     }
 
-    /// Makes the gateway unreachable (`true`: new connections hang before HELLO) or
-    /// reachable again.
+    /// Makes Discord unreachable (`true`: new gateway connections hang before HELLO and
+    /// REST calls get 503) or reachable again.
     pub fn hold(&self, on: bool) {
         let mut s = self.shared.state.lock().unwrap();
         s.hold = on;

@@ -53,6 +53,14 @@ fn handle(
     // Interaction and webhook routes carry their credential in the URL, as on Discord.
     let url_credential = matches!(parts.first(), Some(&"interactions") | Some(&"webhooks"));
     let mut state = shared.state.lock().unwrap();
+    if state.hold {
+        // Discord down as a whole: its edge answers 503 and the request goes nowhere.
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "503: Service Unavailable",
+            0,
+        );
+    }
     if !url_credential && parts != ["gateway"] {
         let expected = format!("Bot {}", state.token);
         let given = headers

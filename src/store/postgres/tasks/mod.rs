@@ -11,6 +11,7 @@
 //!   between the insert reading its status and the new dependency edge being committed
 //!   (which would leave the new task waiting for a release that already happened).
 
+mod batch;
 mod due;
 mod quick;
 mod read;
@@ -19,9 +20,11 @@ mod write;
 use futures_util::future::BoxFuture;
 use tokio_postgres::Row;
 
+pub(crate) use batch::TaskBatches;
+
 use super::pool::Conn;
-use super::PgStore;
-use crate::store::{Millis, Priority, Refusable, StoreError, TaskStore};
+use super::{hold_test_clock, PgStore};
+use crate::store::{Millis, Priority, Refusable, StoreError, TaskListener, TaskStore};
 use crate::tasks::{
     AgentSummary, ClaimOutcome, ClaimQuery, Lease, ListFilter, NewTask, Status, Task, TaskEvent,
     TaskId,
@@ -129,6 +132,21 @@ pub(super) async fn log(
     })
 }
 
+impl PgStore {
+    /// Passes `result` through, announcing it to other nodes when `changed` says it
+    /// committed transitions.
+    fn announced<T>(
+        &self,
+        result: Result<T, StoreError>,
+        changed: impl FnOnce(&T) -> bool,
+    ) -> Result<T, StoreError> {
+        if result.as_ref().is_ok_and(changed) {
+            self.task_batches.announce();
+        }
+        result
+    }
+}
+
 impl TaskStore for PgStore {
     fn insert_tasks(
         &self,
@@ -136,22 +154,28 @@ impl TaskStore for PgStore {
         now: Millis,
     ) -> BoxFuture<'_, Result<Refusable<Vec<TaskEvent>>, StoreError>> {
         Box::pin(async move {
-            let single = tasks.len() == 1 && tasks[0].depends_on.is_empty();
-            if single {
-                let t = tasks.clone();
-                let quick = self
-                    .on_connection(move |c| {
-                        Box::pin(async move { quick::insert_quick(c, &t, now).await })
-                    })
-                    .await?;
-                if let Some(events) = quick {
-                    return Ok(Ok(events));
+            if let [t] = tasks.as_slice() {
+                if t.depends_on.is_empty() {
+                    let batched = self.task_batches.insert(t.clone(), now);
+                    return match hold_test_clock(batched).await {
+                        Ok(event) => {
+                            self.task_batches.announce();
+                            Ok(Ok(vec![event]))
+                        }
+                        // Nothing of a failed batch was stored; this caller's own error.
+                        Err(e) => Err(StoreError::Io {
+                            what: "tasks: add a task".into(),
+                            source: std::io::Error::other(e.to_string()),
+                        }),
+                    };
                 }
             }
-            self.in_transaction(move |c| {
-                Box::pin(async move { write::insert(c, &tasks, now).await })
-            })
-            .await
+            let inserted = self
+                .in_transaction(move |c| {
+                    Box::pin(async move { write::insert(c, &tasks, now).await })
+                })
+                .await;
+            self.announced(inserted, |r| matches!(r, Ok(e) if !e.is_empty()))
         })
     }
 
@@ -161,22 +185,18 @@ impl TaskStore for PgStore {
         now: Millis,
     ) -> BoxFuture<'_, Result<ClaimOutcome, StoreError>> {
         Box::pin(async move {
-            let q = query.clone();
-            let quick = self
-                .on_connection(move |c| {
-                    Box::pin(async move { quick::claim_quick(c, &q, now).await })
-                })
-                .await?;
-            match quick {
-                Some(outcome) => Ok(outcome),
-                // Something is due: the full claim applies it first, in one transaction.
-                None => {
+            let batched = self.task_batches.claim(query.clone(), now);
+            let claimed = match hold_test_clock(batched).await {
+                Ok(outcome) => Ok(outcome),
+                // The batch failed: this claim alone, with its own sweep and its own error.
+                Err(_) => {
                     self.in_transaction(move |c| {
                         Box::pin(async move { write::claim(c, &query, now).await })
                     })
                     .await
                 }
-            }
+            };
+            self.announced(claimed, |o| !o.events.is_empty())
         })
     }
 
@@ -197,9 +217,16 @@ impl TaskStore for PgStore {
         note: Option<String>,
         now: Millis,
     ) -> BoxFuture<'_, Result<Refusable<TaskEvent>, StoreError>> {
-        Box::pin(self.in_transaction(move |c| {
-            Box::pin(async move { write::progress(c, &lease, pct, note.as_deref(), now).await })
-        }))
+        Box::pin(async move {
+            let progressed = self
+                .in_transaction(move |c| {
+                    Box::pin(
+                        async move { write::progress(c, &lease, pct, note.as_deref(), now).await },
+                    )
+                })
+                .await;
+            self.announced(progressed, Result::is_ok)
+        })
     }
 
     fn complete_task(
@@ -209,20 +236,23 @@ impl TaskStore for PgStore {
         now: Millis,
     ) -> BoxFuture<'_, Result<Refusable<Vec<TaskEvent>>, StoreError>> {
         Box::pin(async move {
-            let (l, r) = (lease.clone(), result.clone());
-            let quick = self
-                .on_connection(move |c| {
-                    Box::pin(async move { quick::complete_quick(c, &l, r.as_deref(), now).await })
-                })
-                .await?;
-            if let Some(events) = quick {
-                return Ok(Ok(events));
+            let batched = self
+                .task_batches
+                .complete(lease.clone(), result.clone(), now);
+            if let Ok(Some(event)) = hold_test_clock(batched).await {
+                self.task_batches.announce();
+                return Ok(Ok(vec![event]));
             }
-            // A refusal to explain, or dependents to release: the full completion.
-            self.in_transaction(move |c| {
-                Box::pin(async move { write::complete(c, &lease, result.as_deref(), now).await })
-            })
-            .await
+            // A refusal to explain, dependents to release, or a failed batch: the full
+            // completion, in a transaction.
+            let completed = self
+                .in_transaction(move |c| {
+                    Box::pin(
+                        async move { write::complete(c, &lease, result.as_deref(), now).await },
+                    )
+                })
+                .await;
+            self.announced(completed, Result::is_ok)
         })
     }
 
@@ -233,9 +263,14 @@ impl TaskStore for PgStore {
         retry: bool,
         now: Millis,
     ) -> BoxFuture<'_, Result<Refusable<Vec<TaskEvent>>, StoreError>> {
-        Box::pin(self.in_transaction(move |c| {
-            Box::pin(async move { write::fail(c, &lease, &error, retry, now).await })
-        }))
+        Box::pin(async move {
+            let failed = self
+                .in_transaction(move |c| {
+                    Box::pin(async move { write::fail(c, &lease, &error, retry, now).await })
+                })
+                .await;
+            self.announced(failed, Result::is_ok)
+        })
     }
 
     fn cancel_task(
@@ -244,9 +279,14 @@ impl TaskStore for PgStore {
         reason: String,
         now: Millis,
     ) -> BoxFuture<'_, Result<Refusable<Vec<TaskEvent>>, StoreError>> {
-        Box::pin(self.in_transaction(move |c| {
-            Box::pin(async move { write::cancel(c, id, &reason, now).await })
-        }))
+        Box::pin(async move {
+            let cancelled = self
+                .in_transaction(move |c| {
+                    Box::pin(async move { write::cancel(c, id, &reason, now).await })
+                })
+                .await;
+            self.announced(cancelled, Result::is_ok)
+        })
     }
 
     fn sweep_tasks(
@@ -254,13 +294,18 @@ impl TaskStore for PgStore {
         now: Millis,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<TaskEvent>, StoreError>> {
-        Box::pin(self.in_transaction(move |c| {
-            Box::pin(async move {
-                let mut events = Vec::new();
-                due::sweep(c, now, limit, &mut events).await?;
-                Ok(events)
-            })
-        }))
+        Box::pin(async move {
+            let swept = self
+                .in_transaction(move |c| {
+                    Box::pin(async move {
+                        let mut events = Vec::new();
+                        due::sweep(c, now, limit, &mut events).await?;
+                        Ok(events)
+                    })
+                })
+                .await;
+            self.announced(swept, |e| !e.is_empty())
+        })
     }
 
     fn get_task(&self, id: TaskId) -> BoxFuture<'_, Result<Option<Task>, StoreError>> {
@@ -320,5 +365,18 @@ impl TaskStore for PgStore {
         Box::pin(
             self.on_connection(move |c| Box::pin(async move { due::prune_events(c, keep).await })),
         )
+    }
+
+    fn task_events_at(&self, seqs: Vec<i64>) -> BoxFuture<'_, Result<Vec<TaskEvent>, StoreError>> {
+        Box::pin(
+            self.on_connection(move |c| Box::pin(async move { read::events_at(c, &seqs).await })),
+        )
+    }
+
+    fn listen_tasks(&self) -> BoxFuture<'_, Result<Option<TaskListener>, StoreError>> {
+        Box::pin(async move {
+            let listener = self.listen_on(self.task_batches.channel()).await?;
+            Ok(Some(listener))
+        })
     }
 }

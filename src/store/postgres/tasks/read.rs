@@ -146,14 +146,17 @@ pub(super) async fn edges(
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
+/// What an event row is read from, in [`events_of`]'s order.
+const EVENT_COLUMNS: &str = "e.id, e.task_id, t.title, e.old_status, e.new_status, e.progress, \
+    e.note, e.agent, e.at";
+
 pub(super) async fn events(
     c: &mut Conn,
     after: i64,
     limit: usize,
     task: Option<TaskId>,
 ) -> Result<Vec<TaskEvent>, StoreError> {
-    let columns = "e.id, e.task_id, t.title, e.old_status, e.new_status, e.progress, e.note, \
-                   e.agent, e.at";
+    let columns = EVENT_COLUMNS;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let rows = match task {
         Some(id) => {
@@ -179,6 +182,25 @@ pub(super) async fn events(
             .await?
         }
     };
+    events_of(rows)
+}
+
+/// The events numbered `seqs` that exist, oldest first.
+pub(super) async fn events_at(c: &mut Conn, seqs: &[i64]) -> Result<Vec<TaskEvent>, StoreError> {
+    let rows = c
+        .query(
+            "tasks: read events by number",
+            &format!(
+                "SELECT {EVENT_COLUMNS} FROM task_events e JOIN tasks t ON t.id = e.task_id
+                 WHERE e.id = ANY($1) ORDER BY e.id"
+            ),
+            &[&seqs],
+        )
+        .await?;
+    events_of(rows)
+}
+
+fn events_of(rows: Vec<tokio_postgres::Row>) -> Result<Vec<TaskEvent>, StoreError> {
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         let old: Option<String> = r.get(3);

@@ -15,7 +15,7 @@ use crate::tasks::{
 };
 
 /// Lapsed leases and passed deadlines one claim applies before it looks for a task.
-const SWEEP_PER_CLAIM: usize = 64;
+pub(super) const SWEEP_PER_CLAIM: usize = 64;
 
 pub(super) async fn insert(
     c: &mut Conn,

@@ -331,4 +331,28 @@ impl BusStore for SqliteStore {
             Ok((expired, deleted))
         })
     }
+
+    fn ready_channels(
+        &self,
+        channels: Vec<String>,
+        now: Millis,
+    ) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        Box::pin(self.read(move |conn| {
+            let err = |e| StoreError::sql("bus: find channels with visible messages")(e);
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT 1 FROM bus_messages INDEXED BY bus_messages_pending
+                     WHERE channel = ?1 AND status IN ('queued', 'delivered')
+                       AND visible_at <= ?2 LIMIT 1",
+                )
+                .map_err(err)?;
+            let mut ready = Vec::new();
+            for channel in channels {
+                if stmt.exists(params![channel, now]).map_err(err)? {
+                    ready.push(channel);
+                }
+            }
+            Ok(ready)
+        }))
+    }
 }

@@ -310,6 +310,26 @@ impl TaskStore for SqliteStore {
     fn prune_task_events(&self, keep: u64) -> BoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(self.write(move |txn| due::prune_events(txn, keep)))
     }
+
+    fn task_events_at(&self, seqs: Vec<i64>) -> BoxFuture<'_, Result<Vec<TaskEvent>, StoreError>> {
+        // One seek per number: asked for rarely and few at a time (nothing tails SQLite).
+        Box::pin(self.read(move |conn| {
+            let mut out = Vec::new();
+            for seq in seqs {
+                let found = read::events(conn, seq.saturating_sub(1), 1, None)?;
+                out.extend(found.into_iter().filter(|e| e.seq == seq));
+            }
+            out.sort_by_key(|e| e.seq);
+            Ok(out)
+        }))
+    }
+
+    fn listen_tasks(
+        &self,
+    ) -> BoxFuture<'_, Result<Option<crate::store::TaskListener>, StoreError>> {
+        // One daemon writes a SQLite store; its own events reach its bus directly.
+        Box::pin(async { Ok(None) })
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,194 @@
+//! Placement with two nodes on one database, in one process on tokio's paused clock: each
+//! node is a supervisor and a placement loop over its own store connection.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+use crate::agents::{Agent, AgentState, Factory, Recorder, Supervision};
+use crate::store::testing::{on_each_backend, TestDb, TestStore};
+
+const LEASE: Duration = Duration::from_secs(9);
+const AGENTS: [&str; 3] = ["alpha", "beta", "gamma"];
+
+struct Idle;
+impl Agent for Idle {}
+
+fn idle() -> Factory {
+    Rc::new(|| Box::pin(async { Ok(Box::new(Idle) as Box<dyn Agent>) }))
+}
+
+fn configs(names: &[&str], autostart: bool) -> Vec<AgentConfig> {
+    names
+        .iter()
+        .map(|n| AgentConfig {
+            autostart,
+            ..toml::from_str(&format!("name = \"{n}\"\nscript = \"{n}.lua\"")).unwrap()
+        })
+        .collect()
+}
+
+struct Node {
+    sup: Supervisor,
+    placement: Placement,
+}
+
+impl Node {
+    /// A node whose clock is `clock` (nodes' clocks agree, as NTP keeps them).
+    fn new(name: &str, store: &TestStore, agents: &[AgentConfig], clock: &Arc<Clock>) -> Node {
+        let mut recorder = Recorder::new(None, None);
+        recorder.clock = clock.clone();
+        let sup = Supervisor::new(recorder);
+        for a in agents {
+            let spec = Supervision {
+                idle_timeout: None,
+                resume_after: None,
+                stall_timeout: None,
+                ..Supervision::default()
+            };
+            sup.add_with_inbox(&a.name, spec, idle(), None).unwrap();
+        }
+        let placement = Placement::new(store.leases(), sup.clone(), name.into(), LEASE);
+        placement.add_agents(agents);
+        Node { sup, placement }
+    }
+
+    /// Agents running here, sorted.
+    fn running(&self) -> Vec<String> {
+        self.sup
+            .list()
+            .into_iter()
+            .filter(|s| s.state == AgentState::Running)
+            .map(|s| s.name)
+            .collect()
+    }
+
+    /// Dies without a word (SIGKILL): no more renewals, its agents gone.
+    async fn die(&self) {
+        self.placement.stop_renewing().await;
+        self.sup.shutdown("killed").await;
+    }
+}
+
+/// Lets started agents reach `running` (their start runs on the local set).
+async fn settle() {
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Advances the paused clock in small steps until `done`; returns how long it took.
+/// Panics after `limit`. Small steps, so no renewal round is skipped over.
+async fn time_until(limit: Duration, mut done: impl FnMut() -> bool) -> Duration {
+    let start = tokio::time::Instant::now();
+    while !done() {
+        assert!(start.elapsed() <= limit, "not done within {limit:?}");
+        step().await;
+    }
+    start.elapsed()
+}
+
+/// 100 ms of the paused clock.
+async fn step() {
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    settle().await;
+}
+
+async fn two_nodes(db: &TestDb, first: &TestStore, agents: &[AgentConfig]) -> (Node, Node) {
+    let clock = Arc::new(Clock::new());
+    let a = Node::new("node-a", first, agents, &clock);
+    a.placement.start().await;
+    let b = Node::new("node-b", &db.open_again().await, agents, &clock);
+    b.placement.start().await;
+    settle().await;
+    (a, b)
+}
+
+on_each_backend! {
+    #[tokio::test(start_paused = true)]
+    async fn each_agent_runs_on_one_node_and_moves_when_its_node_dies() {
+        let (db, store) = TestDb::open().await;
+        tokio::task::LocalSet::new().run_until(async {
+            let (a, b) = two_nodes(&db, &store, &configs(&AGENTS, true)).await;
+            assert_eq!(a.running(), AGENTS, "the first node takes every free lease");
+            assert!(b.running().is_empty());
+            let holders = b.placement.holders().await.unwrap();
+            assert!(AGENTS.iter().all(|n| holders[*n].node == "node-a"), "{holders:?}");
+            // No path around the lease: a direct start (Lua's agent.start) is refused.
+            let refused = b.sup.start("alpha", "by a script").unwrap_err();
+            assert!(refused.to_string().contains("placed on another node"), "{refused}");
+
+            // Renewals keep them on node-a for many leases.
+            let start = tokio::time::Instant::now();
+            while start.elapsed() < LEASE * 5 {
+                step().await;
+                assert_eq!(a.running(), AGENTS);
+                assert!(b.running().is_empty());
+            }
+
+            a.die().await;
+            let took = time_until(LEASE * 3, || b.running() == AGENTS).await;
+            // Not before node-a's lease lapsed, and within a renewal period after.
+            assert!(took >= LEASE - LEASE / 3, "took over after {took:?}");
+            assert!(took <= LEASE + LEASE / 3 + Duration::from_secs(1), "after {took:?}");
+            let holders = b.placement.holders().await.unwrap();
+            assert!(AGENTS.iter().all(|n| holders[*n].node == "node-b"), "{holders:?}");
+        })
+        .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_graceful_stop_hands_over_at_once() {
+        let (db, store) = TestDb::open().await;
+        tokio::task::LocalSet::new().run_until(async {
+            let (a, b) = two_nodes(&db, &store, &configs(&AGENTS, true)).await;
+            assert_eq!(a.running(), AGENTS);
+            a.placement.stop_renewing().await;
+            a.sup.shutdown("daemon stopping").await;
+            a.placement.release().await;
+            let took = time_until(LEASE, || b.running() == AGENTS).await;
+            assert!(took <= LEASE / 3 + Duration::from_secs(1), "after {took:?}");
+            let nodes = b.placement.inner.store.nodes().await.unwrap();
+            assert!(nodes.iter().all(|n| n.node != "node-a"), "{nodes:?}");
+        })
+        .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_node_that_stalled_past_its_lease_stops_what_another_took() {
+        let (db, store) = TestDb::open().await;
+        tokio::task::LocalSet::new().run_until(async {
+            let (a, b) = two_nodes(&db, &store, &configs(&AGENTS, true)).await;
+            // node-a stalls: no renewals, but its agents still run.
+            a.placement.stop_renewing().await;
+            time_until(LEASE * 3, || b.running() == AGENTS).await;
+            assert_eq!(a.running(), AGENTS, "still running on the stalled node");
+            // Its next round finds the leases gone and stops the agents at once.
+            a.placement.round().await;
+            settle().await;
+            assert!(a.running().is_empty(), "{:?}", a.running());
+            assert_eq!(b.running(), AGENTS);
+        })
+        .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_operator_start_on_the_wrong_node_names_the_right_one() {
+        let (db, store) = TestDb::open().await;
+        tokio::task::LocalSet::new().run_until(async {
+            let (a, b) = two_nodes(&db, &store, &configs(&["manual"], false)).await;
+            // Held by node-a but not started: not autostart.
+            assert!(a.running().is_empty() && b.running().is_empty());
+            let refused = b.placement.claim_agent("manual").await.unwrap_err();
+            assert!(refused.contains("runs on node node-a"), "{refused}");
+            a.placement.announce("127.0.0.1:7001").await;
+            let refused = b.placement.claim_agent("manual").await.unwrap_err();
+            assert!(refused.contains("(control API 127.0.0.1:7001)"), "{refused}");
+            assert_eq!(a.placement.claim_agent("manual").await, Ok(()));
+            // Agents not placed (not configured here) are not refused.
+            assert_eq!(b.placement.claim_agent("other").await, Ok(()));
+        })
+        .await;
+    }
+}
