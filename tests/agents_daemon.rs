@@ -70,6 +70,18 @@ impl Daemon {
         text(&out)
     }
 
+    /// `agent list` once `agent` shows as running: a daemon announces itself before its
+    /// agents have finished starting, so a list taken at once may say "starting".
+    fn list_with_running(&self, agent: &str) -> String {
+        let mut list = String::new();
+        wait_until(&format!("{agent} running"), || {
+            list = self.agent(&["list"]);
+            list.lines()
+                .any(|l| l.starts_with(agent) && l.contains("running"))
+        });
+        list
+    }
+
     fn status(&self, name: &str) -> String {
         self.agent(&["status", name])
     }
@@ -188,13 +200,8 @@ autostart = false
 fn serve_lists_controls_and_stops_gracefully() {
     let dir = project(COUNTER_AND_SPARE);
     let mut d = Daemon::start(dir.path());
-    let list = d.agent(&["list"]);
+    let list = d.list_with_running("counter");
     assert!(list.starts_with("NAME"), "{list}");
-    assert!(
-        list.lines()
-            .any(|l| l.starts_with("counter") && l.contains("running")),
-        "{list}"
-    );
     assert!(
         list.lines()
             .any(|l| l.starts_with("spare") && l.contains("stopped")),
@@ -312,6 +319,7 @@ script = "counter.lua"
 "#,
     );
     let d = Daemon::start(dir.path());
+    d.list_with_running("counter");
     std::fs::write(dir.path().join("counter.lua"), "return {").expect("break it");
     let out = dreamos(dir.path(), &["agent", "reload", "counter"]);
     assert_eq!(out.status.code(), Some(1));
@@ -399,7 +407,8 @@ name = "counter"
 script = "counter.lua"
 "#,
     );
-    let _d = Daemon::start(dir.path());
+    let d = Daemon::start(dir.path());
+    d.list_with_running("counter");
     let mut child = Command::new(bin())
         .args(["repl", "--attach"])
         .current_dir(dir.path())
@@ -521,7 +530,7 @@ fn a_lone_node_holds_every_agent_lists_itself_and_releases_on_stop() {
     let config = config.replace("port = 0", "port = 0\nnode = \"solo\"\nlease = \"3s\"");
     std::fs::write(dir.path().join("dreamos.toml"), config).expect("config");
     let mut d = Daemon::start(dir.path());
-    let list = d.agent(&["list"]);
+    let list = d.list_with_running("counter");
     assert!(list.lines().next().unwrap_or("").contains("NODE"), "{list}");
     for (agent, state) in [("counter", "running"), ("spare", "stopped")] {
         assert!(

@@ -72,14 +72,16 @@ fn the_captain_takes_three_workers_through_a_plan() {
         panic!("timed out waiting for {what}");
     };
     wait("the daemon", &mut || info.exists());
-    let list = stdout(&dreamos(dir.path(), &["agent", "list"]));
-    for name in ["captain", "researcher", "builder", "writer"] {
-        assert!(
-            list.lines()
-                .any(|l| l.starts_with(name) && l.contains("running")),
-            "{list}"
-        );
-    }
+    // The daemon announces itself before its agents have finished starting.
+    wait("every agent running", &mut || {
+        let list = stdout(&dreamos(dir.path(), &["agent", "list"]));
+        ["captain", "researcher", "builder", "writer"]
+            .iter()
+            .all(|name| {
+                list.lines()
+                    .any(|l| l.starts_with(name) && l.contains("running"))
+            })
+    });
     let plan = std::fs::read_to_string(root.join("examples/swarm/plan.json")).expect("plan");
     let sent = dreamos(dir.path(), &["agent", "message", "captain", &plan]);
     assert!(
