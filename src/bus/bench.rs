@@ -243,39 +243,4 @@ mod tests {
         let publish = run_publish(store, 10_000, 2).await.expect("publish bench");
         assert_eq!(publish.received + publish.lagged, 20_000);
     }
-
-    /// The numbers for the README: `cargo test --release --lib bus::bench -- --ignored --nocapture`.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "benchmark; run in release"]
-    async fn throughput() {
-        let n: usize = std::env::var("BENCH_N")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(200_000);
-        let (_dir, store) = scratch().await;
-        let full = run(
-            store.clone(),
-            BenchOptions {
-                messages: n,
-                ..BenchOptions::default()
-            },
-        )
-        .await
-        .expect("bench");
-        println!("max rate: {full:?}");
-        let half = (full.msgs_per_sec / 2.0) as u64;
-        let paced = run(
-            store.clone(),
-            BenchOptions {
-                messages: n / 2,
-                rate: Some(half),
-                ..BenchOptions::default()
-            },
-        )
-        .await
-        .expect("bench");
-        println!("at {half}/s: {paced:?}");
-        let publish = run_publish(store, 1_000_000, 1).await.expect("publish");
-        println!("publish: {publish:?}");
-    }
 }
