@@ -273,7 +273,7 @@ fn a_run_interrupted_by_sigkill_is_marked_and_run_again() {
 
     std::fs::write(dir.join("slow.lua"), "-- quick this time\n").unwrap();
     let second = serve(dir);
-    wait_for("the catch-up run to finish", || {
+    wait_for("the interrupted fire to run again", || {
         history(dir, "slow").iter().any(|r| r["outcome"] == "ok")
     });
     terminate(second);
@@ -287,9 +287,16 @@ fn a_run_interrupted_by_sigkill_is_marked_and_run_again() {
             )
         })
         .collect();
-    assert_eq!(
-        outcomes,
-        [("scheduled", "interrupted"), ("catchup", "ok")],
+    // A second daemon up within a second of the fire time runs it as on time ("scheduled");
+    // a later one runs it as a catch-up. Either way the interrupted fire runs once more.
+    assert!(
+        matches!(
+            outcomes.as_slice(),
+            [
+                ("scheduled", "interrupted"),
+                ("catchup" | "scheduled", "ok")
+            ]
+        ),
         "{runs:?}"
     );
     assert_eq!(
