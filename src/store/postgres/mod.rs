@@ -225,7 +225,7 @@ impl PgStore {
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        tracing::warn!("PostgreSQL LISTEN connection failed: {e}");
+                        tracing::warn!("PostgreSQL LISTEN connection failed: {}", describe(&e));
                         return;
                     }
                 }
