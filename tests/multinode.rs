@@ -161,6 +161,58 @@ fn a_message_sent_on_one_node_is_handled_by_the_agent_on_another() {
     assert!(header.contains("NODE"), "{table}");
 }
 
+#[test]
+fn a_node_that_joins_takes_half_the_agents_and_they_answer_there() {
+    let Some(mut cluster) = Cluster::new("a_node_that_joins_takes_half") else {
+        return;
+    };
+    let names = ["w1", "w2", "w3", "w4"];
+    let mut config = "[daemon]\nnode = \"{node}\"\nlease = \"3s\"\n".to_string();
+    for n in names {
+        config.push_str(&format!(
+            "\n[[agents]]\nname = \"{n}\"\nscript = \"echo.lua\"\n"
+        ));
+    }
+    let a = cluster.add("a", &config, &[("echo.lua", ECHO)]);
+    let b = cluster.add("b", &config, &[("echo.lua", ECHO)]);
+    cluster.node(a).start();
+    let node_a = cluster.node(a);
+    wait_for("every agent running on a", || {
+        names
+            .iter()
+            .all(|n| running_on(node_a, n).as_deref() == Some("a"))
+    });
+    cluster.node(b).start();
+    let node_a = &cluster.nodes()[a];
+    let spread = wait_some("two agents on each node", || {
+        let at: Vec<String> = names.iter().filter_map(|n| running_on(node_a, n)).collect();
+        let on_b = at.iter().filter(|n| *n == "b").count();
+        (at.len() == 4 && on_b == 2).then_some(at)
+    });
+    // Each answers from where it now runs, messages sent on either node.
+    for (i, n) in names.iter().enumerate() {
+        cluster.nodes()[i % 2].cli(&[
+            "bus",
+            "send",
+            &format!("agent:{n}"),
+            "\"hello\"",
+            "--wait",
+            "--timeout",
+            "60s",
+        ]);
+    }
+    let replies = payloads(node_a, "replies");
+    for (n, node) in names.iter().zip(&spread) {
+        assert!(
+            replies
+                .iter()
+                .any(|r| r["agent"] == *n && r["node"] == *node),
+            "{n} on {node}: {replies:?}\n{}",
+            cluster.outputs()
+        );
+    }
+}
+
 /// Announces each claim on `claims` (with its node), works briefly, and returns the node.
 const WORKER: &str = r#"
 local agent = require("dreamos.agent")
@@ -273,7 +325,9 @@ return agent.define {
 "#;
 
 /// Agent leases and task leases short, so a takeover comes within seconds.
-const LEASES: &str = "[daemon]\nnode = \"{node}\"\nlease = \"3s\"\n\n[tasks]\nlease = \"3s\"\n\n\
+/// Balancing off: the test shows agents stay on their node while it lives.
+const LEASES: &str = "[daemon]\nnode = \"{node}\"\nlease = \"3s\"\nbalance = false\n\n\
+    [tasks]\nlease = \"3s\"\n\n\
     [[agents]]\nname = \"keeper\"\nscript = \"echo.lua\"\n\n\
     [[agents]]\nname = \"holder\"\nscript = \"holder.lua\"\n";
 

@@ -32,6 +32,9 @@ pub struct DaemonConfig {
     /// has passed. Default `"10s"`.
     #[serde(with = "crate::units::serde::duration")]
     pub lease: Duration,
+    /// Spread agents over the live nodes: a node holding more than one agent above the
+    /// least loaded node hands agents to it, one round at a time. Default true.
+    pub balance: bool,
 }
 
 impl Default for DaemonConfig {
@@ -42,6 +45,7 @@ impl Default for DaemonConfig {
             shutdown_timeout: Duration::from_secs(30),
             node: String::new(),
             lease: Duration::from_secs(10),
+            balance: true,
         }
     }
 }

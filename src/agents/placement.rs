@@ -22,8 +22,9 @@
 //! the supervisor's guard, which refuses agents whose lease this node does not hold. On
 //! SQLite (one node) the daemon simply gets every lease.
 //!
-//! The first node to start takes every free lease; others stand by and take over what a
-//! dead node held. Nothing is moved between live nodes.
+//! The first node to start takes every free lease; others take over what a dead node held
+//! and, with `[daemon] balance` (the default), receive agents from nodes that hold more
+//! (`balance.rs`).
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
@@ -77,6 +78,14 @@ struct Inner {
     /// Until when the last successful renewal or acquisition holds them.
     held_until: Cell<Millis>,
     stopping: Cell<bool>,
+    /// `[daemon] balance`; see `balance.rs`.
+    balance: Cell<bool>,
+    /// Leases this node handed to another node (forgotten when they come back).
+    handed: RefCell<BTreeSet<String>>,
+    /// Leases that came back from a handover: kept here until `members` changes.
+    unmovable: RefCell<BTreeSet<String>>,
+    /// The live nodes at the last balancing step.
+    members: RefCell<BTreeSet<String>>,
     wake: Notify,
     done: Notify,
     running: Cell<bool>,
@@ -120,6 +129,10 @@ impl Placement {
                 held: RefCell::default(),
                 held_until: Cell::new(0),
                 stopping: Cell::new(false),
+                balance: Cell::new(false),
+                handed: RefCell::default(),
+                unmovable: RefCell::default(),
+                members: RefCell::default(),
                 wake: Notify::new(),
                 done: Notify::new(),
                 running: Cell::new(false),
@@ -193,6 +206,7 @@ impl Placement {
             pid: std::process::id(),
             started: self.inner.started,
             last_seen: now,
+            units: self.inner.units.borrow().keys().cloned().collect(),
         };
         if let Err(e) = self.inner.store.put_node(record).await {
             tracing::warn!(target: LOG, "cannot record this node: {e}");
@@ -280,6 +294,10 @@ impl Placement {
             tracing::info!(target: LOG, node = %inner.node, "took {}", fresh.join(", "));
             self.start_units(&fresh).await;
         }
+        self.note_returns(&acquired);
+        if inner.balance.get() && !inner.stopping.get() {
+            self.balance().await;
+        }
     }
 
     async fn start_units(&self, leases: &[String]) {
@@ -358,6 +376,7 @@ impl Placement {
     }
 }
 
+mod balance;
 mod operator;
 #[cfg(test)]
 mod tests;

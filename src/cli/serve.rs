@@ -62,6 +62,7 @@ async fn run(config: Arc<Config>, data_dir: &Path) -> anyhow::Result<ExitCode> {
         config.daemon.lease,
     );
     placement.add_agents(&config.agents);
+    placement.set_balance(config.daemon.balance);
     placement.start().await;
 
     // Schedules (`[[schedules]]` and those added at run time) fire while the daemon runs.

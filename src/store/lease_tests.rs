@@ -14,6 +14,7 @@ fn node(name: &str, seen: i64) -> NodeRecord {
         pid: 42,
         started: seen,
         last_seen: seen,
+        units: names(&["agent:a", "discord"]),
     }
 }
 
@@ -110,5 +111,29 @@ on_each_backend! {
         leases.remove_node("n1".into()).await.unwrap();
         let listed: Vec<String> = leases.nodes().await.unwrap().into_iter().map(|n| n.node).collect();
         assert_eq!(listed, ["n2"]);
+    }
+
+    #[tokio::test]
+    async fn a_lease_is_handed_over_only_by_its_holder() {
+        let (_db, store) = TestDb::open().await;
+        let leases = store.leases();
+        let a = names(&["agent:a"]);
+        leases.acquire_leases(a.clone(), "n1".into(), 1_000, 11_000).await.unwrap();
+        let moved = leases
+            .hand_over_lease("agent:a".into(), "n1".into(), "n2".into(), 2_000, 12_000)
+            .await
+            .unwrap();
+        assert!(moved);
+        let held = leases.leases().await.unwrap();
+        assert_eq!((held[0].node.as_str(), held[0].until, held[0].acquired), ("n2", 12_000, 2_000));
+        // n2 finds it at its next renewal; n1 no longer holds it and cannot move it again.
+        assert_eq!(leases.renew_leases("n2".into(), 3_000, 13_000).await.unwrap(), a);
+        assert!(leases.renew_leases("n1".into(), 3_000, 13_000).await.unwrap().is_empty());
+        let again = leases
+            .hand_over_lease("agent:a".into(), "n1".into(), "n3".into(), 3_000, 13_000)
+            .await
+            .unwrap();
+        assert!(!again);
+        assert_eq!(leases.leases().await.unwrap()[0].node, "n2");
     }
 }

@@ -34,6 +34,13 @@ pub struct NodeRecord {
     pub started: Millis,
     /// Its last renewal.
     pub last_seen: Millis,
+    /// The leases it is configured to take (`agent:scout`, ...), sorted.
+    pub units: Vec<String>,
+}
+
+/// [`NodeRecord::units`] from its stored form, one name a line.
+pub(crate) fn split_units(stored: &str) -> Vec<String> {
+    stored.lines().map(str::to_string).collect()
 }
 
 /// Durable leases and node records. Each method is one atomic step, committed before it
@@ -66,6 +73,18 @@ pub trait LeaseStore: Send + Sync + 'static {
         node: String,
         names: Vec<String>,
     ) -> BoxFuture<'_, Result<u64, StoreError>>;
+
+    /// Hands lease `name` from `from` to `to` until `until`, as if `to` had acquired it at
+    /// `now`; `to` finds it at its next renewal. False (nothing changed) when `from` no
+    /// longer holds it.
+    fn hand_over_lease(
+        &self,
+        name: String,
+        from: String,
+        to: String,
+        now: Millis,
+        until: Millis,
+    ) -> BoxFuture<'_, Result<bool, StoreError>>;
 
     /// Every lease, lapsed ones included, by name.
     fn leases(&self) -> BoxFuture<'_, Result<Vec<LeaseRecord>, StoreError>>;

@@ -64,6 +64,28 @@ impl Node {
             .collect()
     }
 
+    /// A node that balances, started and announced as `dreamos serve` does.
+    async fn balancing(
+        name: &str,
+        store: &TestStore,
+        agents: &[AgentConfig],
+        clock: &Arc<Clock>,
+    ) -> Node {
+        let node = Node::new(name, store, agents, clock);
+        node.placement.set_balance(true);
+        node.placement.start().await;
+        node.placement.announce("127.0.0.1:0").await;
+        settle().await;
+        node
+    }
+
+    /// No agent runs on both nodes.
+    fn assert_apart(&self, other: &Node) {
+        let (mine, theirs) = (self.running(), other.running());
+        let both: Vec<&String> = theirs.iter().filter(|n| mine.contains(n)).collect();
+        assert!(both.is_empty(), "running on two nodes: {both:?}");
+    }
+
     /// Dies without a word (SIGKILL): no more renewals, its agents gone.
     async fn die(&self) {
         self.placement.stop_renewing().await;
@@ -188,6 +210,93 @@ on_each_backend! {
             assert_eq!(a.placement.claim_agent("manual").await, Ok(()));
             // Agents not placed (not configured here) are not refused.
             assert_eq!(b.placement.claim_agent("other").await, Ok(()));
+        })
+        .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_node_that_joins_receives_agents_until_the_gap_is_one() {
+        let (db, store) = TestDb::open().await;
+        tokio::task::LocalSet::new().run_until(async {
+            let four = ["alpha", "beta", "delta", "gamma"];
+            let clock = Arc::new(Clock::new());
+            let a = Node::balancing("node-a", &store, &configs(&four, true), &clock).await;
+            assert_eq!(a.running(), four, "alone, node-a takes every agent");
+            let second = db.open_again().await;
+            let b = Node::balancing("node-b", &second, &configs(&four, true), &clock).await;
+            let took = time_until(LEASE, || {
+                a.assert_apart(&b);
+                b.running().len() == 2
+            })
+            .await;
+            // node-a hands over at its next round, node-b starts them at its next renewal.
+            assert!(took <= LEASE * 2 / 3 + Duration::from_secs(1), "after {took:?}");
+            assert_eq!(a.running(), ["alpha", "beta"]);
+            assert_eq!(b.running(), ["delta", "gamma"]);
+            let holders = a.placement.holders().await.unwrap();
+            assert_eq!(holders["gamma"].node, "node-b", "{holders:?}");
+            // Balanced: nothing moves for many leases.
+            let start = tokio::time::Instant::now();
+            while start.elapsed() < LEASE * 5 {
+                step().await;
+                assert_eq!(a.running(), ["alpha", "beta"]);
+                assert_eq!(b.running(), ["delta", "gamma"]);
+            }
+            // node-b dies: node-a takes its agents back and keeps them.
+            b.die().await;
+            time_until(LEASE * 2, || a.running() == four).await;
+        })
+        .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_agent_goes_only_to_a_node_configured_with_it() {
+        let (db, store) = TestDb::open().await;
+        tokio::task::LocalSet::new().run_until(async {
+            let clock = Arc::new(Clock::new());
+            let a = Node::balancing("node-a", &store, &configs(&AGENTS, true), &clock).await;
+            let second = db.open_again().await;
+            // node-b runs only alpha: beta and gamma are never handed to it.
+            let b = Node::balancing("node-b", &second, &configs(&["alpha"], true), &clock).await;
+            time_until(LEASE * 4, || {
+                a.assert_apart(&b);
+                let here = a.running();
+                assert!(here.ends_with(&["beta".into(), "gamma".into()]), "{here:?}");
+                b.running() == ["alpha"] && a.running() == ["beta", "gamma"]
+            })
+            .await;
+            let start = tokio::time::Instant::now();
+            while start.elapsed() < LEASE * 5 {
+                step().await;
+                assert_eq!(a.running(), ["beta", "gamma"], "moved again");
+                assert_eq!(b.running(), ["alpha"]);
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stopped_agents_stay_where_an_operator_left_them() {
+        let (db, store) = TestDb::open().await;
+        tokio::task::LocalSet::new().run_until(async {
+            let clock = Arc::new(Clock::new());
+            let a = Node::balancing("node-a", &store, &configs(&AGENTS, true), &clock).await;
+            a.sup.stop("beta", "by an operator").await.unwrap();
+            a.sup.stop("gamma", "by an operator").await.unwrap();
+            let second = db.open_again().await;
+            let b = Node::balancing("node-b", &second, &configs(&AGENTS, true), &clock).await;
+            // Leases count as load, stopped or not: node-a hands over its one running agent
+            // and keeps the two an operator stopped, stopped.
+            time_until(LEASE, || b.running() == ["alpha"]).await;
+            let start = tokio::time::Instant::now();
+            while start.elapsed() < LEASE * 3 {
+                step().await;
+                assert!(a.running().is_empty(), "{:?}", a.running());
+                assert_eq!(b.running(), ["alpha"]);
+            }
+            let holders = b.placement.holders().await.unwrap();
+            assert_eq!(holders["beta"].node, "node-a", "{holders:?}");
+            assert_eq!(holders["gamma"].node, "node-a", "{holders:?}");
         })
         .await;
     }

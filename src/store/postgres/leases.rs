@@ -26,6 +26,9 @@ CREATE TABLE nodes (
 );
 ";
 
+/// Migration 16, as on SQLite.
+pub(super) const NODE_UNITS: &str = "ALTER TABLE nodes ADD COLUMN units TEXT NOT NULL DEFAULT '';";
+
 impl LeaseStore for PgStore {
     fn acquire_leases(
         &self,
@@ -106,6 +109,29 @@ impl LeaseStore for PgStore {
         }))
     }
 
+    fn hand_over_lease(
+        &self,
+        name: String,
+        from: String,
+        to: String,
+        now: Millis,
+        until: Millis,
+    ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(self.on_connection(move |conn| {
+            Box::pin(async move {
+                let n = conn
+                    .execute(
+                        "leases: hand over",
+                        "UPDATE leases SET node = $3, acquired = $4, until = $5
+                         WHERE name = $1 AND node = $2",
+                        &[&name, &from, &to, &now, &until],
+                    )
+                    .await?;
+                Ok(n == 1)
+            })
+        }))
+    }
+
     fn leases(&self) -> BoxFuture<'_, Result<Vec<LeaseRecord>, StoreError>> {
         Box::pin(self.on_connection(|conn| {
             Box::pin(async move {
@@ -140,17 +166,18 @@ impl LeaseStore for PgStore {
                 .await?;
                 conn.execute(
                     "leases: record node",
-                    "INSERT INTO nodes (node, addr, pid, started, last_seen)
-                     VALUES ($1, $2, $3, $4, $5)
+                    "INSERT INTO nodes (node, addr, pid, started, last_seen, units)
+                     VALUES ($1, $2, $3, $4, $5, $6)
                      ON CONFLICT (node) DO UPDATE SET addr = excluded.addr,
                          pid = excluded.pid, started = excluded.started,
-                         last_seen = excluded.last_seen",
+                         last_seen = excluded.last_seen, units = excluded.units",
                     &[
                         &n.node,
                         &n.addr,
                         &i64::from(n.pid),
                         &n.started,
                         &n.last_seen,
+                        &n.units.join("\n"),
                     ],
                 )
                 .await?;
@@ -165,7 +192,8 @@ impl LeaseStore for PgStore {
                 let rows = conn
                     .query(
                         "leases: list nodes",
-                        "SELECT node, addr, pid, started, last_seen FROM nodes ORDER BY node",
+                        "SELECT node, addr, pid, started, last_seen, units FROM nodes
+                         ORDER BY node",
                         &[],
                     )
                     .await?;
@@ -179,6 +207,7 @@ impl LeaseStore for PgStore {
                                 .map_err(|_| conn.corrupt("leases: list nodes", pid))?,
                             started: r.get(3),
                             last_seen: r.get(4),
+                            units: crate::store::lease_types::split_units(r.get(5)),
                         })
                     })
                     .collect()

@@ -71,6 +71,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "discord outbox leases",
         sql: DISCORD_LEASES,
     },
+    Migration {
+        version: 16,
+        name: "what each node runs",
+        sql: super::leases::NODE_UNITS,
+    },
 ];
 
 /// Tables `dreamos store status` counts.

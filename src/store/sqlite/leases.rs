@@ -26,6 +26,10 @@ CREATE TABLE nodes (
 );
 ";
 
+/// Migration 16: the leases each node is configured to take (newline-separated), so a
+/// balancing node hands an agent only to a node that can run it.
+pub(super) const NODE_UNITS: &str = "ALTER TABLE nodes ADD COLUMN units TEXT NOT NULL DEFAULT '';";
+
 impl LeaseStore for SqliteStore {
     fn acquire_leases(
         &self,
@@ -105,6 +109,25 @@ impl LeaseStore for SqliteStore {
         }))
     }
 
+    fn hand_over_lease(
+        &self,
+        name: String,
+        from: String,
+        to: String,
+        now: Millis,
+        until: Millis,
+    ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(self.write(move |txn| {
+            txn.prepare_cached(
+                "UPDATE leases SET node = ?3, acquired = ?4, until = ?5
+                 WHERE name = ?1 AND node = ?2",
+            )
+            .and_then(|mut s| s.execute(params![name, from, to, now, until]))
+            .map(|n| n == 1)
+            .map_err(StoreError::sql("leases: hand over"))
+        }))
+    }
+
     fn leases(&self) -> BoxFuture<'_, Result<Vec<LeaseRecord>, StoreError>> {
         Box::pin(self.read(|conn| {
             conn.prepare_cached("SELECT name, node, until, acquired FROM leases ORDER BY name")
@@ -129,12 +152,23 @@ impl LeaseStore for SqliteStore {
                 .and_then(|mut s| s.execute(params![n.last_seen - FORGET_NODES_AFTER]))
                 .map_err(StoreError::sql("leases: forget old nodes"))?;
             txn.prepare_cached(
-                "INSERT INTO nodes (node, addr, pid, started, last_seen)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO nodes (node, addr, pid, started, last_seen, units)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (node) DO UPDATE SET addr = excluded.addr, pid = excluded.pid,
-                     started = excluded.started, last_seen = excluded.last_seen",
+                     started = excluded.started, last_seen = excluded.last_seen,
+                     units = excluded.units",
             )
-            .and_then(|mut s| s.execute(params![n.node, n.addr, n.pid, n.started, n.last_seen]))
+            .and_then(|mut s| {
+                let units = n.units.join("\n");
+                s.execute(params![
+                    n.node,
+                    n.addr,
+                    n.pid,
+                    n.started,
+                    n.last_seen,
+                    units
+                ])
+            })
             .map_err(StoreError::sql("leases: record node"))?;
             Ok(())
         }))
@@ -143,7 +177,7 @@ impl LeaseStore for SqliteStore {
     fn nodes(&self) -> BoxFuture<'_, Result<Vec<NodeRecord>, StoreError>> {
         Box::pin(self.read(|conn| {
             conn.prepare_cached(
-                "SELECT node, addr, pid, started, last_seen FROM nodes ORDER BY node",
+                "SELECT node, addr, pid, started, last_seen, units FROM nodes ORDER BY node",
             )
             .and_then(|mut s| {
                 s.query_map([], |r| {
@@ -153,6 +187,7 @@ impl LeaseStore for SqliteStore {
                         pid: r.get(2)?,
                         started: r.get(3)?,
                         last_seen: r.get(4)?,
+                        units: crate::store::lease_types::split_units(&r.get::<_, String>(5)?),
                     })
                 })?
                 .collect()

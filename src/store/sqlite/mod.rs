@@ -99,6 +99,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "discord outbox leases",
         sql: discord::LEASES,
     },
+    Migration {
+        version: 16,
+        name: "what each node runs",
+        sql: leases::NODE_UNITS,
+    },
 ];
 
 /// Most jobs one transaction carries; bounds how long one commit holds callers.
