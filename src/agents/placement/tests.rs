@@ -300,4 +300,33 @@ on_each_backend! {
         })
         .await;
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_agent_handed_to_a_node_that_gives_it_up_comes_back_and_stays() {
+        let (db, store) = TestDb::open().await;
+        tokio::task::LocalSet::new().run_until(async {
+            let clock = Arc::new(Clock::new());
+            let a = Node::balancing("node-a", &store, &configs(&AGENTS, true), &clock).await;
+            let second = db.open_again().await;
+            let b = Node::balancing("node-b", &second, &configs(&["alpha"], true), &clock).await;
+            // node-b's record claims every agent (written by an earlier run, say): what
+            // it is handed but cannot run, it gives up, and node-a keeps it from then on.
+            let mut record = second.leases().nodes().await.unwrap();
+            record.retain(|n| n.node == "node-b");
+            record[0].units = AGENTS.iter().map(|n| agent_lease(n)).collect();
+            second.leases().put_node(record.remove(0)).await.unwrap();
+            time_until(LEASE * 6, || {
+                a.assert_apart(&b);
+                b.running() == ["alpha"] && a.running() == ["beta", "gamma"]
+            })
+            .await;
+            let start = tokio::time::Instant::now();
+            while start.elapsed() < LEASE * 5 {
+                step().await;
+                assert_eq!(a.running(), ["beta", "gamma"], "moved again");
+                assert_eq!(b.running(), ["alpha"]);
+            }
+        })
+        .await;
+    }
 }
