@@ -5,6 +5,7 @@
 //! - [`sse`] cuts a streamed body into events, wherever the TCP reads split it.
 //! - [`response`] folds a whole response or a stream's chunks into a [`ChatResult`].
 //! - [`error`] sorts failures into the kinds scripts branch on.
+//! - [`stream`] reads a streamed answer piece by piece.
 //!
 //! Retries: a 429, a 503 (llama.cpp while loading the model) and a connection that could
 //! not be made are tried again `retries` times, waiting what `Retry-After` asks, else 0.5 s,
@@ -15,7 +16,6 @@
 //! includes the body, for a stream it applies again to each wait for the next piece, so a
 //! long generation that keeps talking is never cut off. Waits use tokio's clock.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,12 +25,13 @@ use serde_json::{Map, Value};
 mod error;
 mod response;
 mod sse;
+mod stream;
 
 pub use error::{ErrorKind, LlmError};
 pub use response::{ChatResult, ToolCall, Usage};
+pub use stream::ChatStream;
 
-use response::{parse_whole, reported_error, Accumulator, Wire};
-use sse::SseParser;
+use response::parse_whole;
 
 /// A Retry-After longer than this is not waited for: the error goes back to the script,
 /// which knows better whether an hour's wait is worth it.
@@ -149,16 +150,7 @@ impl LlmClient {
                 self.send(builder, &place).await
             })
             .await?;
-        Ok(ChatStream {
-            resp,
-            parser: SseParser::new(),
-            acc: Accumulator::default(),
-            queue: VecDeque::new(),
-            saw_done: false,
-            eof: false,
-            place,
-            idle: timeout,
-        })
+        Ok(ChatStream::new(resp, place, timeout))
     }
 
     /// The ids of the models the server offers.
@@ -326,96 +318,6 @@ fn parse_models(body: &[u8], place: &str) -> Result<Vec<String>, LlmError> {
         .collect())
 }
 
-/// A completion being streamed. Call [`ChatStream::next_text`] until it gives `None`,
-/// then [`ChatStream::finish`] for the whole result.
-pub struct ChatStream {
-    resp: reqwest::Response,
-    parser: SseParser,
-    acc: Accumulator,
-    /// Events already cut from the body but not yet read.
-    queue: VecDeque<String>,
-    saw_done: bool,
-    eof: bool,
-    place: String,
-    /// Longest wait for the next piece of the body.
-    idle: Duration,
-}
-
-impl ChatStream {
-    /// The next piece of `content`, or `None` at the end of the answer. Chunks with no
-    /// text (role, reasoning, tool calls, usage) are folded into the result silently.
-    pub async fn next_text(&mut self) -> Result<Option<String>, LlmError> {
-        loop {
-            while let Some(data) = self.queue.pop_front() {
-                if data.trim() == "[DONE]" {
-                    self.saw_done = true;
-                    self.queue.clear();
-                    return Ok(None);
-                }
-                let wire: Wire = serde_json::from_str(&data).map_err(|e| {
-                    LlmError::new(
-                        ErrorKind::Protocol,
-                        format!(
-                            "{} sent an event that is not JSON ({e}): {data}",
-                            self.place
-                        ),
-                    )
-                })?;
-                if let Some(error) = &wire.error {
-                    return Err(reported_error(error, &self.place));
-                }
-                let added = self.acc.apply(wire, false);
-                if !added.is_empty() {
-                    return Ok(Some(added));
-                }
-            }
-            if self.saw_done {
-                return Ok(None);
-            }
-            if self.eof {
-                // Servers that omit [DONE] still end with a finish_reason; without either
-                // the connection was cut mid-answer.
-                if self.acc.finished {
-                    return Ok(None);
-                }
-                return Err(LlmError::new(
-                    ErrorKind::Protocol,
-                    format!("the stream from {} ended before the answer did", self.place),
-                ));
-            }
-            self.read_more().await?;
-        }
-    }
-
-    async fn read_more(&mut self) -> Result<(), LlmError> {
-        match tokio::time::timeout(self.idle, self.resp.chunk()).await {
-            Err(_) => Err(LlmError::new(
-                ErrorKind::Timeout,
-                format!(
-                    "{} sent nothing for {} while streaming",
-                    self.place,
-                    crate::units::format_duration(self.idle)
-                ),
-            )),
-            Ok(Err(e)) => Err(LlmError::transport(&e, &self.place)),
-            Ok(Ok(Some(bytes))) => {
-                self.queue.extend(self.parser.push(&bytes));
-                Ok(())
-            }
-            Ok(Ok(None)) => {
-                self.eof = true;
-                self.queue.extend(self.parser.finish());
-                Ok(())
-            }
-        }
-    }
-
-    /// The whole answer: text, tool calls, usage.
-    pub fn finish(self) -> ChatResult {
-        self.acc.finish()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,14 +336,75 @@ mod tests {
         assert_eq!(retry_wait(40, None), Duration::from_secs(32));
     }
 
-    #[test]
-    fn body_sets_model_messages_and_stream_options() {
-        let client = LlmClient::new(Settings {
+    fn client(retries: u32) -> LlmClient {
+        LlmClient::new(Settings {
             base_url: "http://h/v1".into(),
             api_key: None,
             timeout: Duration::from_secs(1),
-            retries: 0,
-        });
+            retries,
+        })
+    }
+
+    fn status(code: u16, retry_after: Option<u64>) -> LlmError {
+        LlmError::from_response(code, b"{}", retry_after.map(Duration::from_secs), "p")
+    }
+
+    /// Runs `with_retries` over attempts that fail as `fail` says; (attempts, time taken).
+    async fn attempts(retries: u32, fail: impl Fn() -> LlmError) -> (u32, Duration, LlmError) {
+        let tries = std::cell::Cell::new(0u32);
+        let start = tokio::time::Instant::now();
+        let err = client(retries)
+            .with_retries("p", Duration::from_secs(5), || {
+                tries.set(tries.get() + 1);
+                let e = fail();
+                async move { Err::<(), _>(e) }
+            })
+            .await
+            .expect_err("every attempt fails");
+        (tries.get(), start.elapsed(), err)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_wait_what_the_server_asks_on_tokios_clock() {
+        let (tries, took, err) = attempts(2, || status(429, Some(30))).await;
+        assert_eq!((tries, took), (3, Duration::from_secs(60)));
+        assert_eq!(err.kind, ErrorKind::RateLimited);
+        assert!(
+            err.message.ends_with("(gave up after 3 attempts)"),
+            "{}",
+            err.message
+        );
+        // Without Retry-After: 0.5 s, then 1 s.
+        let (tries, took, _) = attempts(2, || status(503, None)).await;
+        assert_eq!((tries, took), (3, Duration::from_millis(1500)));
+        // A wait longer than a minute goes back to the caller at once.
+        let (tries, took, err) = attempts(2, || status(429, Some(3600))).await;
+        assert_eq!((tries, took), (1, Duration::ZERO));
+        assert!(err.message.ends_with("retry after 1h"), "{}", err.message);
+        // Not retried: errors the server would repeat, and retries = 0.
+        assert_eq!(attempts(2, || status(404, None)).await.0, 1);
+        assert_eq!(attempts(2, || status(500, None)).await.0, 1);
+        assert_eq!(attempts(0, || status(503, None)).await.0, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_attempt_that_never_ends_times_out_and_is_not_repeated() {
+        let tries = std::cell::Cell::new(0u32);
+        let err = client(2)
+            .with_retries("p", Duration::from_secs(5), || {
+                tries.set(tries.get() + 1);
+                std::future::pending::<Result<(), LlmError>>()
+            })
+            .await
+            .expect_err("times out");
+        assert_eq!(err.kind, ErrorKind::Timeout);
+        assert_eq!(err.message, "no answer from p within 5s");
+        assert_eq!(tries.get(), 1);
+    }
+
+    #[test]
+    fn body_sets_model_messages_and_stream_options() {
+        let client = client(0);
         let mut options = Map::new();
         options.insert("temperature".into(), Value::from(0.5));
         options.insert("stream".into(), Value::Bool(false));
