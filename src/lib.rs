@@ -16,6 +16,8 @@
 //! - [`private_fs`]: 0700 directories and 0600 files for the database, tokens and logs.
 //! - [`cli`]: one file per subcommand family; `main.rs` only parses and dispatches.
 //! - [`social`]: the durable social outbox — accounts, scheduling, rate limits, metrics.
+//! - [`clients`]: outside services in plain Rust — Discord, the social platforms, and an
+//!   OpenAI-compatible LLM client (`clients::llm`, behind `dreamos.llm`).
 //! - [`units`]: durations and byte sizes as users write them.
 
 pub mod agents;

@@ -10,6 +10,8 @@ use std::process::Command;
 fn every_example_runs() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let server = fakes::http::FakeHttp::start();
+    // llm.lua wants a local Ollama; here it talks to the fake instead.
+    let llm = fakes::llm::FakeLlm::start();
     let mut examples: Vec<_> = std::fs::read_dir(root.join("examples"))
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -37,6 +39,9 @@ fn every_example_runs() {
         if name == "http.lua" {
             cmd.args(["--allow", "net:127.0.0.1"]);
         }
+        if name == "llm.lua" {
+            cmd.env("DREAMOS_LLM_BASE_URL", llm.base_url());
+        }
         cmd.arg(&path);
         if name == "http.lua" {
             cmd.arg(format!("{}/json", server.url()));
@@ -47,7 +52,11 @@ fn every_example_runs() {
             "== {name}\n{stdout}{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        if !out.status.success() || stdout.trim().is_empty() {
+        let llm_answered = name != "llm.lua"
+            || stdout.starts_with(
+                "You said: In one sentence: what is Lua?\n[llama3.2, finish: stop, 13 tokens]",
+            );
+        if !out.status.success() || stdout.trim().is_empty() || !llm_answered {
             failures.push(name);
         }
     }

@@ -17,6 +17,7 @@ pub const META: &[(&str, &str)] = &[
     ("http.lua", include_str!("../../stdlib/meta/http.lua")),
     ("json.lua", include_str!("../../stdlib/meta/json.lua")),
     ("kv.lua", include_str!("../../stdlib/meta/kv.lua")),
+    ("llm.lua", include_str!("../../stdlib/meta/llm.lua")),
     ("log.lua", include_str!("../../stdlib/meta/log.lua")),
     ("social.lua", include_str!("../../stdlib/meta/social.lua")),
     ("tasks.lua", include_str!("../../stdlib/meta/tasks.lua")),

@@ -3,4 +3,5 @@
 //! at fakes on 127.0.0.1 (tests/fakes/).
 
 pub mod discord;
+pub mod llm;
 pub mod social;

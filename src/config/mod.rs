@@ -23,10 +23,12 @@ use crate::units::serde as units;
 mod errors;
 pub use errors::did_you_mean;
 mod daemon;
+mod llm;
 mod overrides;
 mod store;
 
 pub use errors::ConfigError;
+pub use llm::LlmConfig;
 
 /// The whole configuration. One field per `[section]`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -47,6 +49,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// Defaults for `dreamos.http`.
     pub http: HttpConfig,
+    /// The OpenAI-compatible server behind `dreamos.llm`.
+    pub llm: LlmConfig,
     /// The interactive REPL.
     pub repl: ReplConfig,
     /// The message bus: payload limit, retries, visibility timeout, retention, export.
@@ -299,6 +303,7 @@ impl Config {
                 .map_err(|e| lines.locate(e))?;
             config.store.validate(&lines)?;
             config.daemon.validate(&lines)?;
+            config.llm.validate(&lines)?;
             return Ok(config);
         }
         let mut table: toml::Table =
@@ -311,6 +316,7 @@ impl Config {
         config.validate("environment")?;
         config.store.validate(&lines)?;
         config.daemon.validate(&lines)?;
+        config.llm.validate(&lines)?;
         Ok(config)
     }
 

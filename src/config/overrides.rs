@@ -15,6 +15,7 @@ pub(super) const SECTIONS: &[&str] = &[
     "log",
     "store",
     "http",
+    "llm",
     "repl",
     "bus",
     "scheduler",

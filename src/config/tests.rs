@@ -42,6 +42,7 @@ fn the_shipped_file_parses_and_equals_the_defaults() {
         format!("{:?}", defaults.repl)
     );
     assert_eq!(shipped.social, defaults.social);
+    assert_eq!(shipped.llm, defaults.llm);
 }
 
 #[test]

@@ -21,6 +21,7 @@ pub mod http;
 pub mod json;
 mod json_encode;
 pub mod kv;
+pub mod llm;
 pub mod log;
 pub mod social;
 pub mod support;
@@ -42,6 +43,7 @@ pub const MODULES: &[(&str, Builder)] = &[
     ("dreamos.http", http::module),
     ("dreamos.json", json::module),
     ("dreamos.kv", kv::module),
+    ("dreamos.llm", llm::module),
     ("dreamos.log", log::module),
     ("dreamos.social", social::module),
     ("dreamos.tasks", tasks::module),

@@ -11,14 +11,16 @@ pub fn misuse(lua: &Lua, message: impl AsRef<str>) -> mlua::Error {
 }
 
 /// `file:line: ` of the Lua code that called the running Rust function, or "". Frames of
-/// C functions and of mlua's async wrapper (`__mlua_async_poll`, which sits between a script
-/// and every async function) are skipped, so async functions point at the script too.
+/// C functions, of mlua's async wrapper (`__mlua_async_poll`, which sits between a script
+/// and every async function) and of the prelude (whose `pcall` calls the function when a
+/// script writes `pcall(mod.fn, ...)`) are skipped, so errors point at the script.
 pub fn caller(lua: &Lua) -> String {
     for level in 1..8 {
         let found = lua.inspect_stack(level, |d| {
             let src = d.source();
             let file = src.short_src.as_deref().unwrap_or_default().to_string();
-            if src.what == "C" || file.starts_with("__mlua") || file.is_empty() {
+            let internal = file.starts_with("__mlua") || file == "dreamos.prelude";
+            if src.what == "C" || internal || file.is_empty() {
                 return None;
             }
             d.current_line().map(|line| format!("{file}:{line}: "))

@@ -44,6 +44,8 @@ pub struct Host {
     pub meter: Rc<Meter>,
     /// The HTTP client, built on the first request (it loads TLS roots, which costs ms).
     pub http: OnceCell<reqwest::Client>,
+    /// The `dreamos.llm` client, built on the first call (it reads the API key then).
+    pub llm: OnceCell<crate::clients::llm::LlmClient>,
     /// The configured store (`[store]`), opened on the first call that needs it; the
     /// daemon sets it before it creates agent states, so they all share one.
     pub store: tokio::sync::OnceCell<crate::store::SharedStore>,
@@ -151,6 +153,7 @@ pub fn new_state(config: Arc<Config>, opts: StateOptions) -> Result<Lua, ScriptE
         grants,
         meter,
         http: OnceCell::new(),
+        llm: OnceCell::new(),
         store: tokio::sync::OnceCell::new(),
         bus: tokio::sync::OnceCell::new(),
         spawned: Rc::default(),

@@ -4,4 +4,5 @@
 
 pub mod discord;
 pub mod http;
+pub mod llm;
 pub mod social;
