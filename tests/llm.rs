@@ -324,6 +324,7 @@ why{{model = 'm', messages = {{ {{content = 'Hi'}} }}}}
 why{{model = 'm', messages = {{ {{role = 'user', contnet = 'Hi'}} }}}}
 why{{model = 'm', messages = {{ {{role = 'user', content = 'Hi'}} }}, stream = true}}
 why{{messages = {{ {{role = 'user', content = 'Hi'}} }}}}
+print(select(2, pcall(llm.models, 'fast')))
 llm.chat{{model = 'm', messages = {{ {{role = 'user', content = 'Hi'}} }}, temprature = 1}}
 "
     );
@@ -338,11 +339,12 @@ llm.chat{{model = 'm', messages = {{ {{role = 'user', content = 'Hi'}} }}, tempr
         "script.lua:3: llm.chat: messages[1]: unknown option 'contnet' (did you mean 'content'?)",
         "script.lua:3: llm.chat: stream must be a function called with each piece of text, got boolean",
         "script.lua:3: llm.chat: model is required (pass model = \"llama3.1\", or set a default with model = \"...\" in [llm] of dreamos.toml)",
+        "script.lua:13: llm.models: expected nothing or a table {timeout = ...}, got a string",
     ];
     assert_eq!(stdout.lines().collect::<Vec<_>>(), expected, "{stderr}");
     assert!(
         stderr.contains(
-            "script.lua:13: llm.chat: unknown option 'temprature' (did you mean 'temperature'?)"
+            "script.lua:14: llm.chat: unknown option 'temprature' (did you mean 'temperature'?)"
         ),
         "{stderr}"
     );

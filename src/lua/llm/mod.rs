@@ -70,7 +70,20 @@ async fn deliver(callback: &Function, text: String) -> mlua::Result<()> {
     callback.call_async::<()>(text).await
 }
 
-async fn models(lua: Lua, opts: Option<Table>) -> mlua::Result<MultiValue> {
+async fn models(lua: Lua, opts: Value) -> mlua::Result<MultiValue> {
+    let opts = match opts {
+        Value::Nil => None,
+        Value::Table(t) => Some(t),
+        other => {
+            return Err(misuse(
+                &lua,
+                format!(
+                    "llm.models: expected nothing or a table {{timeout = ...}}, got a {}",
+                    other.type_name()
+                ),
+            ))
+        }
+    };
     let mut timeout = None;
     if let Some(opts) = &opts {
         super::support::check_options(&lua, "llm.models", opts, &["timeout"])?;
