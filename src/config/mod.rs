@@ -400,3 +400,10 @@ impl Config {
 
 #[cfg(test)]
 mod tests;
+
+/// `text` parsed as `dreamos.toml`, its error as the user would read it (for the section
+/// modules' tests).
+#[cfg(test)]
+pub(crate) fn parse_for_test(text: &str) -> Result<Config, String> {
+    Config::parse(text, std::path::Path::new("dreamos.toml")).map_err(|e| e.to_string())
+}

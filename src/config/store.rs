@@ -76,9 +76,7 @@ mod tests {
     use crate::config::Config;
 
     fn error(text: &str) -> String {
-        Config::parse(text, Path::new("dreamos.toml"))
-            .expect_err("invalid")
-            .to_string()
+        crate::config::parse_for_test(text).expect_err("invalid")
     }
 
     #[test]
