@@ -111,6 +111,15 @@ async fn time_until(limit: Duration, mut done: impl FnMut() -> bool) -> Duration
     start.elapsed()
 }
 
+/// Checks `holds` after every step for `how_long` of the paused clock.
+async fn for_a_while(how_long: Duration, mut holds: impl FnMut()) {
+    let start = tokio::time::Instant::now();
+    while start.elapsed() < how_long {
+        step().await;
+        holds();
+    }
+}
+
 /// 100 ms of the paused clock.
 async fn step() {
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -142,12 +151,11 @@ on_each_backend! {
             assert!(refused.to_string().contains("placed on another node"), "{refused}");
 
             // Renewals keep them on node-a for many leases.
-            let start = tokio::time::Instant::now();
-            while start.elapsed() < LEASE * 5 {
-                step().await;
+            for_a_while(LEASE * 5, || {
                 assert_eq!(a.running(), AGENTS);
                 assert!(b.running().is_empty());
-            }
+            })
+            .await;
 
             a.die().await;
             let took = time_until(LEASE * 3, || b.running() == AGENTS).await;
@@ -236,12 +244,11 @@ on_each_backend! {
             let holders = a.placement.holders().await.unwrap();
             assert_eq!(holders["gamma"].node, "node-b", "{holders:?}");
             // Balanced: nothing moves for many leases.
-            let start = tokio::time::Instant::now();
-            while start.elapsed() < LEASE * 5 {
-                step().await;
+            for_a_while(LEASE * 5, || {
                 assert_eq!(a.running(), ["alpha", "beta"]);
                 assert_eq!(b.running(), ["delta", "gamma"]);
-            }
+            })
+            .await;
             // node-b dies: node-a takes its agents back and keeps them.
             b.die().await;
             time_until(LEASE * 2, || a.running() == four).await;
@@ -265,12 +272,11 @@ on_each_backend! {
                 b.running() == ["alpha"] && a.running() == ["beta", "gamma"]
             })
             .await;
-            let start = tokio::time::Instant::now();
-            while start.elapsed() < LEASE * 5 {
-                step().await;
+            for_a_while(LEASE * 5, || {
                 assert_eq!(a.running(), ["beta", "gamma"], "moved again");
                 assert_eq!(b.running(), ["alpha"]);
-            }
+            })
+            .await;
         })
         .await;
     }
@@ -288,12 +294,11 @@ on_each_backend! {
             // Leases count as load, stopped or not: node-a hands over its one running agent
             // and keeps the two an operator stopped, stopped.
             time_until(LEASE, || b.running() == ["alpha"]).await;
-            let start = tokio::time::Instant::now();
-            while start.elapsed() < LEASE * 3 {
-                step().await;
+            for_a_while(LEASE * 3, || {
                 assert!(a.running().is_empty(), "{:?}", a.running());
                 assert_eq!(b.running(), ["alpha"]);
-            }
+            })
+            .await;
             let holders = b.placement.holders().await.unwrap();
             assert_eq!(holders["beta"].node, "node-a", "{holders:?}");
             assert_eq!(holders["gamma"].node, "node-a", "{holders:?}");
@@ -320,12 +325,11 @@ on_each_backend! {
                 b.running() == ["alpha"] && a.running() == ["beta", "gamma"]
             })
             .await;
-            let start = tokio::time::Instant::now();
-            while start.elapsed() < LEASE * 5 {
-                step().await;
+            for_a_while(LEASE * 5, || {
                 assert_eq!(a.running(), ["beta", "gamma"], "moved again");
                 assert_eq!(b.running(), ["alpha"]);
-            }
+            })
+            .await;
         })
         .await;
     }
