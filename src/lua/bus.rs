@@ -151,7 +151,7 @@ pub(crate) fn payload_json(lua: &Lua, func: &str, value: Value) -> mlua::Result<
 }
 
 /// mlua's serde errors speak of Rust types; say it in the script author's words.
-fn explain_conversion(err: &mlua::Error) -> String {
+pub(crate) fn explain_conversion(err: &mlua::Error) -> String {
     let text = err.to_string();
     let text = text.trim_start_matches("deserialize error: ");
     if text.contains("recursive table") {

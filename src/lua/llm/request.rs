@@ -254,9 +254,11 @@ fn number(lua: &Lua, opts: &Table, key: &str, integer: bool) -> mlua::Result<Opt
 }
 
 fn to_json(lua: &Lua, what: &str, value: &Value) -> mlua::Result<Json> {
-    let text = crate::lua::json_encode::encode(lua, value)
-        .map_err(|m| misuse(lua, format!("{F}: {what}: {m}")))?;
-    serde_json::from_str(&text).map_err(|e| misuse(lua, format!("{F}: {what}: {e}")))
+    use mlua::LuaSerdeExt;
+    lua.from_value(value.clone()).map_err(|e| {
+        let why = crate::lua::bus::explain_conversion(&e);
+        misuse(lua, format!("{F}: {what}: {why}"))
+    })
 }
 
 fn wrong_type(lua: &Lua, what: &str, expected: &str, got: &Value) -> mlua::Error {
